@@ -1,0 +1,338 @@
+//! What a pod is doing, in podtask's terms: started or not, and if not, what it is waiting for and whether that
+//! can still get better (the table in the behaviour contract, row by row).
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::crd::Reason;
+
+/// Bound on the termination message podtask copies into status.
+pub const MAX_TERMINATION_MESSAGE: usize = 1024;
+
+/// A pod's state as the decision core needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PodState {
+    /// Not started yet: scheduling, pulling, creating containers.
+    Waiting(Waiting),
+    Running,
+    Succeeded(Termination),
+    Failed(Failure),
+}
+
+/// Exit code and termination message of the container that decided the outcome.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Termination {
+    pub exit_code: Option<i32>,
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Failure {
+    /// A container exited non-zero.
+    Exit(Termination),
+    /// The kubelet enforced activeDeadlineSeconds (podtask's backstop while it was down).
+    DeadlineExceeded,
+    /// Evicted, preempted, or lost with its node: not the workload's fault.
+    Evicted(String),
+}
+
+/// What an unstarted pod is waiting for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Waiting {
+    pub class: WaitClass,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// How a wait can end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitClass {
+    /// May still resolve: keep waiting until the startup timeout.
+    Transient,
+    /// Cannot resolve: fail now, no retry.
+    Permanent,
+    /// A missing Secret/ConfigMap: fail after the config-error grace unless it appears.
+    ConfigError,
+}
+
+/// Classify a pod from its status.
+pub fn classify(pod: &Pod) -> PodState {
+    let status = pod.status.clone().unwrap_or_default();
+    let containers = status.container_statuses.as_deref().unwrap_or_default();
+    match status.phase.as_deref() {
+        Some("Succeeded") => PodState::Succeeded(termination(containers, |code| code == 0)),
+        Some("Failed") => PodState::Failed(failure(status.reason.as_deref(), status.message.as_deref(), containers)),
+        Some("Running") => PodState::Running,
+        _ => match waiting(pod) {
+            Some(w) => PodState::Waiting(w),
+            // Pending with every container already running or terminated: the phase will follow.
+            None => PodState::Running,
+        },
+    }
+}
+
+fn failure(pod_reason: Option<&str>, pod_message: Option<&str>, containers: &[ContainerStatus]) -> Failure {
+    match pod_reason {
+        Some("DeadlineExceeded") => return Failure::DeadlineExceeded,
+        Some(r @ ("Evicted" | "Preempting" | "NodeLost" | "Shutdown" | "NodeShutdown" | "Terminated" | "UnexpectedAdmissionError")) => {
+            return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
+        }
+        _ => {}
+    }
+    let t = termination(containers, |code| code != 0);
+    if t.exit_code.is_none() {
+        if let Some(r) = pod_reason {
+            // The pod failed without a container saying why (e.g. OutOfcpu at admission).
+            return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
+        }
+    }
+    Failure::Exit(t)
+}
+
+/// The first terminated container whose exit code matches `decisive`, else the first terminated one.
+fn termination(containers: &[ContainerStatus], decisive: impl Fn(i32) -> bool) -> Termination {
+    let terminated = || {
+        containers
+            .iter()
+            .filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()))
+    };
+    let pick = terminated().find(|t| decisive(t.exit_code)).or_else(|| terminated().next());
+    Termination {
+        exit_code: pick.map(|t| t.exit_code),
+        message: pick.and_then(|t| t.message.as_deref()).map(bounded),
+    }
+}
+
+fn bounded(message: &str) -> String {
+    let message = message.trim_end();
+    if message.len() <= MAX_TERMINATION_MESSAGE {
+        return message.to_owned();
+    }
+    let mut end = MAX_TERMINATION_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// Why an unstarted pod is not running, most decisive first: init containers, then containers, then scheduling.
+fn waiting(pod: &Pod) -> Option<Waiting> {
+    let status = pod.status.as_ref();
+    let conditions = status.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    if let Some(c) = conditions.iter().find(|c| c.type_ == "PodScheduled" && c.status == "False") {
+        let unschedulable = c.reason.as_deref() == Some("Unschedulable");
+        return Some(Waiting {
+            class: WaitClass::Transient,
+            reason: if unschedulable { Reason::Unschedulable } else { Reason::Scheduling },
+            message: c.message.clone().unwrap_or_else(|| "waiting for the scheduler".into()),
+        });
+    }
+    let scheduled = conditions.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True")
+        || pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+    if !scheduled {
+        return Some(Waiting { class: WaitClass::Transient, reason: Reason::Scheduling, message: "waiting for the scheduler".into() });
+    }
+    let statuses = status
+        .into_iter()
+        .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()));
+    let mut all_started = true;
+    let mut seen = 0;
+    for cs in statuses {
+        seen += 1;
+        let state = cs.state.as_ref();
+        if state.is_some_and(|s| s.running.is_some() || s.terminated.is_some()) {
+            continue;
+        }
+        all_started = false;
+        if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+            let reason = w.reason.as_deref().unwrap_or_default();
+            let message = w.message.clone().unwrap_or_default();
+            // PodInitializing / ContainerCreating say nothing specific: look further for a better reason.
+            if matches!(reason, "" | "PodInitializing" | "ContainerCreating") {
+                continue;
+            }
+            return Some(waiting_reason(&cs.name, reason, message));
+        }
+    }
+    if seen > 0 && all_started {
+        return None;
+    }
+    Some(Waiting {
+        class: WaitClass::Transient,
+        reason: Reason::ContainerCreating,
+        message: "the kubelet is creating the pod's containers".into(),
+    })
+}
+
+/// One row of the contract's table.
+fn waiting_reason(container: &str, kubelet_reason: &str, message: String) -> Waiting {
+    let (class, reason) = match kubelet_reason {
+        "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "ErrImageInspect" => {
+            let reason = if is_rate_limited(&message) { Reason::ImagePullRateLimited } else { Reason::ImagePullBackOff };
+            (WaitClass::Transient, reason)
+        }
+        "InvalidImageName" => (WaitClass::Permanent, Reason::InvalidImageName),
+        "ErrImageNeverPull" => (WaitClass::Permanent, Reason::ErrImageNeverPull),
+        "CreateContainerConfigError" => (WaitClass::ConfigError, Reason::CreateContainerConfigError),
+        "CreateContainerError" | "RunContainerError" | "PreCreateHookError" | "PreStartHookError" => {
+            (WaitClass::Transient, Reason::CreateContainerError)
+        }
+        // CrashLoopBackOff cannot happen with restartPolicy Never; anything unknown is treated as "still starting".
+        _ => (WaitClass::Transient, Reason::ContainerCreating),
+    };
+    let detail = if message.is_empty() { kubelet_reason.to_owned() } else { format!("{kubelet_reason}: {message}") };
+    Waiting { class, reason, message: format!("container {container}: {detail}") }
+}
+
+/// Registry throttling or trouble on the registry's side: worth a longer wait before the next attempt.
+pub fn is_rate_limited(message: &str) -> bool {
+    const MARKERS: [&str; 14] = [
+        "429",
+        "toomanyrequests",
+        "too many requests",
+        "pull qps exceeded",
+        "rate limit",
+        "500 internal server error",
+        "502 bad gateway",
+        "503 service unavailable",
+        "504 gateway timeout",
+        "i/o timeout",
+        "tls handshake timeout",
+        "context deadline exceeded",
+        "connection reset by peer",
+        "client.timeout exceeded",
+    ];
+    let m = message.to_ascii_lowercase();
+    MARKERS.iter().any(|marker| m.contains(marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}, "status": status}))
+            .unwrap()
+    }
+
+    fn scheduled(containers: serde_json::Value) -> Pod {
+        pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": containers}))
+    }
+
+    fn waiting_on(reason: &str, message: &str) -> Pod {
+        scheduled(json!([{"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}}}]))
+    }
+
+    fn expect_wait(p: &Pod) -> Waiting {
+        match classify(p) {
+            PodState::Waiting(w) => w,
+            other => panic!("expected waiting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_contract_table_row_by_row() {
+        use Reason::*;
+        use WaitClass::*;
+        let rows: &[(&str, &str, WaitClass, Reason)] = &[
+            ("ErrImagePull", "failed to pull image: not found", Transient, ImagePullBackOff),
+            ("ImagePullBackOff", "Back-off pulling image \"x\"", Transient, ImagePullBackOff),
+            ("ErrImagePull", "429 Too Many Requests", Transient, ImagePullRateLimited),
+            ("ErrImagePull", "toomanyrequests: You have reached your pull rate limit", Transient, ImagePullRateLimited),
+            ("ImagePullBackOff", "pull QPS exceeded", Transient, ImagePullRateLimited),
+            ("ErrImagePull", "registry says: rate limit reached", Transient, ImagePullRateLimited),
+            ("ErrImagePull", "received unexpected HTTP status: 503 Service Unavailable", Transient, ImagePullRateLimited),
+            ("ErrImagePull", "dial tcp: i/o timeout", Transient, ImagePullRateLimited),
+            ("InvalidImageName", "couldn't parse image name", Permanent, InvalidImageName),
+            ("ErrImageNeverPull", "image not present with pull policy Never", Permanent, ErrImageNeverPull),
+            ("CreateContainerConfigError", "secret \"db\" not found", ConfigError, CreateContainerConfigError),
+            ("CreateContainerError", "context deadline exceeded", Transient, CreateContainerError),
+            ("SomethingNew", "", Transient, ContainerCreating),
+        ];
+        for (kubelet, message, class, reason) in rows {
+            let w = expect_wait(&waiting_on(kubelet, message));
+            assert_eq!((w.class, w.reason), (*class, *reason), "{kubelet} / {message}");
+            assert!(w.message.contains(kubelet), "message {:?} should name the kubelet reason", w.message);
+        }
+    }
+
+    #[test]
+    fn container_creating_and_pod_initializing_are_transient() {
+        for reason in ["ContainerCreating", "PodInitializing"] {
+            let w = expect_wait(&waiting_on(reason, ""));
+            assert_eq!((w.class, w.reason), (WaitClass::Transient, Reason::ContainerCreating));
+        }
+        let w = expect_wait(&scheduled(json!(null)));
+        assert_eq!(w.reason, Reason::ContainerCreating);
+    }
+
+    #[test]
+    fn unschedulable_surfaces_the_schedulers_message() {
+        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."}]}));
+        let w = expect_wait(&p);
+        assert_eq!((w.class, w.reason), (WaitClass::Transient, Reason::Unschedulable));
+        assert!(w.message.contains("didn't match Pod's node affinity"));
+        let unscheduled = pod(json!({"phase": "Pending"}));
+        assert_eq!(expect_wait(&unscheduled).reason, Reason::Scheduling);
+    }
+
+    #[test]
+    fn init_containers_are_read_too() {
+        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "initContainerStatuses": [{"name": "init", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": "toomanyrequests"}}}],
+            "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]}));
+        let w = expect_wait(&p);
+        assert_eq!(w.reason, Reason::ImagePullRateLimited);
+        assert!(w.message.contains("container init"));
+    }
+
+    #[test]
+    fn started_pods() {
+        assert_eq!(classify(&pod(json!({"phase": "Running"}))), PodState::Running);
+        let all_running = scheduled(json!([{"name": "main", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}}]));
+        assert_eq!(classify(&all_running), PodState::Running, "pending phase but running containers counts as started");
+    }
+
+    #[test]
+    fn finished_pods() {
+        let done = |phase: &str, code: i32, reason: Option<&str>| {
+            pod(json!({"phase": phase, "reason": reason, "message": reason.map(|_| "The node was low on resource: memory."),
+                "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": code, "message": "bye"}}}]}))
+        };
+        assert_eq!(
+            classify(&done("Succeeded", 0, None)),
+            PodState::Succeeded(Termination { exit_code: Some(0), message: Some("bye".into()) })
+        );
+        assert_eq!(
+            classify(&done("Failed", 3, None)),
+            PodState::Failed(Failure::Exit(Termination { exit_code: Some(3), message: Some("bye".into()) }))
+        );
+        assert!(matches!(classify(&done("Failed", 137, Some("Evicted"))), PodState::Failed(Failure::Evicted(m)) if m.contains("low on resource")));
+        assert_eq!(classify(&done("Failed", 137, Some("DeadlineExceeded"))), PodState::Failed(Failure::DeadlineExceeded));
+        let no_containers = pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough cpu"}));
+        assert!(matches!(classify(&no_containers), PodState::Failed(Failure::Evicted(_))));
+    }
+
+    #[test]
+    fn termination_message_is_bounded() {
+        let long = "x".repeat(5000);
+        assert_eq!(bounded(&long).chars().count(), MAX_TERMINATION_MESSAGE + 1);
+        let multibyte = "é".repeat(1000);
+        assert!(bounded(&multibyte).len() <= MAX_TERMINATION_MESSAGE + '…'.len_utf8());
+        assert_eq!(bounded("short\n"), "short");
+    }
+
+    #[test]
+    fn rate_limit_markers_are_case_insensitive_and_specific() {
+        assert!(is_rate_limited("TOOMANYREQUESTS: slow down"));
+        assert!(is_rate_limited("Too Many Requests"));
+        assert!(!is_rate_limited("manifest unknown"));
+        assert!(!is_rate_limited("pull access denied, repository does not exist"));
+    }
+}

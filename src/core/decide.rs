@@ -1,0 +1,470 @@
+//! `decide`: from a PodTask, its pods and the time, to a plan.
+//!
+//! Facts that must survive an operator restart live in the API server, never in memory: the first launch time
+//! (status, and an annotation on every pod), the deadline derived from it, each pod's creation time (the start of
+//! its startup timeout), and the attempt history. So a restarted operator makes the same decisions, and enforces the
+//! remaining budget rather than a fresh one.
+
+use std::collections::BTreeMap;
+
+use crate::jiff::Timestamp;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
+use kube::ResourceExt;
+
+use super::{
+    Config, Event, Observed, Plan, PodDeletion,
+    classify::{self, Failure, PodState, Termination, WaitClass, Waiting},
+    create_error::CreateError,
+    deadline, naming, pod, retry,
+    status::{self, HISTORY_LIMIT},
+};
+use crate::crd::{AttemptRecord, CleanupPolicy, Outcome, Phase, PodTask, PodTaskStatus, Reason};
+
+/// Decide what to do about `task`, given its pods as observed at `seen.now`.
+pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
+    let mut d = Decision::new(task, seen, cfg);
+    if task.metadata.deletion_timestamp.is_some() {
+        // Garbage collection removes the pods (they carry our ownerReference); nothing to do.
+        return d.plan;
+    }
+    if d.status.phase.is_terminal() {
+        d.finished();
+    } else if d.active_attempt() {
+        d.follow_attempt();
+    } else {
+        d.next_attempt();
+    }
+    d.finish()
+}
+
+/// The API server refused to create the pod for the next attempt.
+pub fn decide_create_failure(task: &PodTask, error: &CreateError, now: Timestamp, cfg: &Config) -> Plan {
+    let no_pods: &[Pod] = &[];
+    let mut d = Decision::new(task, Observed { pods: no_pods, now, fresh: true }, cfg);
+    let attempt = d.current + 1;
+    let pod_name = naming::pod_name(&task.name_any(), &d.uid, attempt);
+    let retry_at = deadline::after(d.now_s, cfg.create_retry);
+    match error {
+        CreateError::Invalid(m) => d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}")),
+        CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
+        CreateError::Quota(m) => {
+            d.set(Phase::Pending, Reason::QuotaExceeded, format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"));
+            d.requeue(retry_at);
+        }
+        CreateError::OperatorForbidden(m) => {
+            d.plan.events.push(Event {
+                warning: true,
+                reason: "OperatorForbidden".into(),
+                note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
+                action: "Create",
+            });
+            d.requeue(retry_at);
+        }
+        CreateError::Transient(_) => d.requeue(retry_at),
+    }
+    d.finish()
+}
+
+struct Decision<'a> {
+    task: &'a PodTask,
+    cfg: &'a Config,
+    now: Timestamp,
+    /// `now` at whole seconds, for anything stored.
+    now_s: Timestamp,
+    fresh: bool,
+    uid: String,
+    old: PodTaskStatus,
+    status: PodTaskStatus,
+    /// The task's pods (owned by its UID) by attempt number.
+    pods: BTreeMap<u32, &'a Pod>,
+    /// The newest attempt known from status or from pods.
+    current: u32,
+    first_start: Option<Timestamp>,
+    deadline: Option<Timestamp>,
+    plan: Plan,
+}
+
+impl<'a> Decision<'a> {
+    fn new(task: &'a PodTask, seen: Observed<'a>, cfg: &'a Config) -> Self {
+        let uid = task.uid().unwrap_or_default();
+        let old = task.status.clone().unwrap_or_default();
+        let pods: BTreeMap<u32, &Pod> = seen
+            .pods
+            .iter()
+            .filter(|p| pod::is_owned_by(p, &uid))
+            .filter_map(|p| Some((pod::attempt_of(p)?, p)))
+            .collect();
+        let current = old.attempt.max(pods.keys().next_back().copied().unwrap_or(0));
+        let first_start = old
+            .start_time
+            .as_ref()
+            .map(|t| t.0)
+            .or_else(|| pods.get(&1).or_else(|| pods.values().next()).and_then(|p| pod::first_start_of(p)));
+        let deadline = old.deadline.as_ref().map(|t| t.0).or_else(|| deadline::absolute(&task.spec, first_start));
+        let mut status = old.clone();
+        if let Some(start) = first_start {
+            status.start_time.get_or_insert(Time(start));
+            if let Some(d) = deadline {
+                status.deadline.get_or_insert(Time(d));
+            }
+        }
+        Self {
+            task,
+            cfg,
+            now: seen.now,
+            now_s: deadline::whole_second(seen.now),
+            fresh: seen.fresh,
+            uid,
+            plan: Plan { status: old.clone(), ..Plan::default() },
+            old,
+            status,
+            pods,
+            current,
+            first_start,
+            deadline,
+        }
+    }
+
+    /// Is an attempt under way (launched, not yet recorded as ended)?
+    fn active_attempt(&self) -> bool {
+        self.current > 0 && !self.status.attempts.iter().any(|a| a.attempt == self.current)
+    }
+
+    fn deadline_passed(&self) -> bool {
+        self.deadline.is_some_and(|d| d <= self.now)
+    }
+
+    // ---- the three situations ----
+
+    /// The task is over: clean up pods per policy and honour ttlAfterFinished.
+    fn finished(&mut self) {
+        let Some(ttl) = self.task.spec.ttl_after_finished else { return };
+        let Some(done) = self.status.completion_time.as_ref().map(|t| t.0) else { return };
+        let expires = deadline::after(done, ttl.as_std());
+        if expires <= self.now {
+            self.plan.delete_task = true;
+        } else {
+            self.requeue(expires);
+        }
+    }
+
+    /// No attempt is under way: start the next one when its time has come.
+    fn next_attempt(&mut self) {
+        if self.deadline_passed() {
+            let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
+            let msg = if self.current == 0 {
+                format!("the deadline {when} passed before the first attempt could start")
+            } else {
+                format!("the deadline {when} passed before attempt {} could start", self.current + 1)
+            };
+            return self.fail(Reason::DeadlineExceeded, msg);
+        }
+        if let Some(next) = self.status.next_attempt_time.as_ref().map(|t| t.0).filter(|_| self.current > 0) {
+            if next > self.now {
+                self.requeue_deadline();
+                return self.requeue(next);
+            }
+        }
+        let attempt = self.current + 1;
+        let first_start = self.first_start.unwrap_or(self.now_s);
+        let deadline = self.deadline.or_else(|| deadline::absolute(&self.task.spec, Some(first_start)));
+        let pod = pod::build(self.task, attempt, first_start, deadline, self.now);
+        let name = pod.name_any();
+        self.plan.events.push(Event {
+            warning: false,
+            reason: "PodCreated".into(),
+            note: format!("created pod {name} for attempt {attempt}"),
+            action: "Create",
+        });
+        self.plan.create = Some(pod);
+        // No status write here: the pod itself records the launch, and the reconcile its creation triggers
+        // reports it. Look again shortly in case that watch event is slow.
+        self.requeue(deadline::after(self.now, self.cfg.status_settle));
+    }
+
+    /// An attempt is under way: follow its pod.
+    fn follow_attempt(&mut self) {
+        let attempt = self.current;
+        let expected = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
+        let Some(pod) = self.pods.get(&attempt).copied() else {
+            if !self.fresh {
+                return self.verify(expected);
+            }
+            return self.end_attempt(None, Reason::PodLost, format!("pod {expected} disappeared before it finished"), None, false);
+        };
+        if self.status.attempt < attempt {
+            // A pod status does not know about yet: created by this operator moments ago, or before a restart.
+            self.status.attempt = attempt;
+            self.status.pod_name = Some(pod.name_any());
+            self.status.next_attempt_time = None;
+            self.status.exit_code = None;
+            self.status.termination_message = None;
+        }
+        let state = classify::classify(pod);
+        let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
+        if !over && pod.metadata.deletion_timestamp.is_some() {
+            // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
+            return self.end_attempt(Some(pod), Reason::PodLost, format!("pod {} was deleted by someone else", pod.name_any()), None, false);
+        }
+        if !over && self.deadline_passed() {
+            if !self.fresh {
+                return self.verify(pod.name_any());
+            }
+            let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
+            return self.end_attempt(Some(pod), Reason::DeadlineExceeded, format!("the deadline {when} passed; pod deleted"), None, false);
+        }
+        match state {
+            PodState::Succeeded(t) => self.succeed(pod, t),
+            PodState::Failed(Failure::Exit(t)) => {
+                let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
+                let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+                self.end_attempt(Some(pod), Reason::PodFailed, format!("pod {} exited with {code}{detail}", pod.name_any()), Some(t), false)
+            }
+            PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(
+                Some(pod),
+                Reason::DeadlineExceeded,
+                format!("the kubelet stopped pod {} at its activeDeadlineSeconds (the task's deadline)", pod.name_any()),
+                None,
+                false,
+            ),
+            PodState::Failed(Failure::Evicted(m)) => {
+                self.end_attempt(Some(pod), Reason::Evicted, format!("pod {} was evicted: {m}", pod.name_any()), None, false)
+            }
+            PodState::Running => {
+                self.set(Phase::Running, Reason::Running, format!("pod {} is running", pod.name_any()));
+                self.status.startup_deadline = None;
+                self.requeue_deadline();
+            }
+            PodState::Waiting(w) => self.wait_for_start(pod, w),
+        }
+    }
+
+    fn wait_for_start(&mut self, pod: &Pod, w: Waiting) {
+        let created = pod.creation_timestamp().map_or(self.now_s, |t| t.0);
+        let startup_timeout = self.task.spec.startup_timeout.map_or(self.cfg.startup_timeout, |d| d.as_std());
+        let startup_deadline = deadline::after(created, startup_timeout);
+        let name = pod.name_any();
+        match w.class {
+            WaitClass::Permanent => {
+                let msg = format!("pod {name} cannot start: {}", w.message);
+                return self.end_attempt(Some(pod), w.reason, msg, None, false);
+            }
+            WaitClass::ConfigError => {
+                let give_up = deadline::after(created, self.cfg.config_error_grace);
+                if give_up <= self.now {
+                    if !self.fresh {
+                        return self.verify(name);
+                    }
+                    return self.end_attempt(Some(pod), w.reason, format!("pod {name} cannot start: {}", w.message), None, false);
+                }
+                self.requeue(give_up);
+            }
+            WaitClass::Transient => {
+                if startup_deadline <= self.now {
+                    if !self.fresh {
+                        return self.verify(name);
+                    }
+                    let rate_limited = self.rate_limited_this_attempt(&w);
+                    let (reason, what) = match w.reason {
+                        Reason::ImagePullBackOff | Reason::ImagePullRateLimited => (Reason::ImagePullTimeout, "pulling images"),
+                        Reason::Unschedulable | Reason::Scheduling => (Reason::Unschedulable, "a node"),
+                        _ => (Reason::StartupTimeout, "its containers to start"),
+                    };
+                    let msg = format!(
+                        "pod {name} was still waiting for {what} after the startup timeout {} ({})",
+                        crate::duration::Duration::from(startup_timeout),
+                        w.message
+                    );
+                    return self.end_attempt(Some(pod), reason, msg, None, rate_limited);
+                }
+                self.requeue(startup_deadline);
+            }
+        }
+        if self.old.attempt < self.current && self.now < deadline::after(created, self.cfg.status_settle) {
+            // Freshly created: most pods start within the settle time, so report Running directly.
+            self.status = self.old.clone();
+            self.requeue(deadline::after(created, self.cfg.status_settle));
+            return;
+        }
+        if self.rate_limited_this_attempt(&w) && w.reason == Reason::ImagePullBackOff {
+            // The kubelet alternates ErrImagePull (with the registry's 429) and ImagePullBackOff (without it):
+            // keep showing the rate limit and the registry's words rather than flapping.
+            let message = self.old.message.clone().unwrap_or_else(|| format!("waiting for pod {name} to start: {}", w.message));
+            self.set(Phase::Starting, Reason::ImagePullRateLimited, message);
+        } else {
+            self.set(Phase::Starting, w.reason, format!("waiting for pod {name} to start: {}", w.message));
+        }
+        self.status.startup_deadline = Some(Time(startup_deadline));
+        self.requeue_deadline();
+    }
+
+    fn rate_limited_this_attempt(&self, w: &Waiting) -> bool {
+        w.reason == Reason::ImagePullRateLimited
+            || (self.old.attempt == self.current && self.old.reason == Some(Reason::ImagePullRateLimited))
+    }
+
+    // ---- outcomes ----
+
+    fn succeed(&mut self, pod: &Pod, t: Termination) {
+        self.record(Some(pod), Outcome::Succeeded, Reason::Completed, None, Some(&t));
+        self.status.exit_code = t.exit_code;
+        self.status.termination_message = t.message;
+        self.set(Phase::Succeeded, Reason::Completed, format!("pod {} succeeded (attempt {})", pod.name_any(), self.current));
+        self.complete();
+    }
+
+    /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
+    fn end_attempt(&mut self, pod: Option<&Pod>, reason: Reason, message: String, exit: Option<Termination>, rate_limited: bool) {
+        self.record(pod, Outcome::Failed, reason, Some(&message), exit.as_ref());
+        self.status.exit_code = exit.as_ref().and_then(|t| t.exit_code);
+        self.status.termination_message = exit.and_then(|t| t.message);
+        self.status.startup_deadline = None;
+        let attempt = self.current;
+        if reason != Reason::DeadlineExceeded && retry::may_retry(self.task.spec.retry.as_ref(), attempt, reason) {
+            let floor = rate_limited.then_some(self.cfg.min_rate_limit_backoff);
+            let wait = retry::backoff(self.task.spec.retry.as_ref(), attempt, floor);
+            let next = deadline::whole_second_ceil(deadline::after(self.now, wait));
+            match self.deadline {
+                Some(d) if next >= d => {
+                    let msg = format!("{message}; not retried: attempt {} would start at {next}, after the deadline {d}", attempt + 1);
+                    self.fail(reason, msg);
+                }
+                _ => {
+                    let msg = format!("attempt {attempt} ended with {reason}: {message}; attempt {} starts at {next}", attempt + 1);
+                    self.set(Phase::Pending, Reason::BackingOff, msg);
+                    self.status.next_attempt_time = Some(Time(next));
+                    self.requeue(next);
+                }
+            }
+        } else {
+            self.fail(reason, message);
+        }
+    }
+
+    /// The task failed for good.
+    fn fail(&mut self, reason: Reason, message: String) {
+        let history: Vec<String> = self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
+        let message = match history.len() {
+            0 => message,
+            n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
+        };
+        self.set(Phase::Failed, reason, message);
+        self.complete();
+    }
+
+    fn complete(&mut self) {
+        self.status.completion_time = Some(Time(self.now_s));
+        self.status.next_attempt_time = None;
+        self.status.startup_deadline = None;
+        self.finished_ttl_requeue();
+    }
+
+    fn finished_ttl_requeue(&mut self) {
+        if let Some(ttl) = self.task.spec.ttl_after_finished {
+            self.requeue(deadline::after(self.now_s, ttl.as_std()));
+        }
+    }
+
+    fn record(&mut self, pod: Option<&Pod>, outcome: Outcome, reason: Reason, message: Option<&str>, exit: Option<&Termination>) {
+        let pod_name = pod.map(|p| p.name_any()).or_else(|| self.status.pod_name.clone()).unwrap_or_default();
+        self.status.attempts.push(AttemptRecord {
+            attempt: self.current,
+            pod_name,
+            start_time: pod.and_then(|p| p.creation_timestamp()),
+            end_time: Some(Time(self.now_s)),
+            outcome,
+            reason,
+            message: message.map(str::to_owned),
+            exit_code: exit.and_then(|t| t.exit_code),
+        });
+        let excess = self.status.attempts.len().saturating_sub(HISTORY_LIMIT);
+        self.status.attempts.drain(..excess);
+    }
+
+    // ---- plumbing ----
+
+    fn set(&mut self, phase: Phase, reason: Reason, message: String) {
+        self.status.phase = phase;
+        self.status.reason = Some(reason);
+        self.status.message = Some(message);
+    }
+
+    fn verify(&mut self, pod_name: String) {
+        self.plan.verify = Some(pod_name);
+    }
+
+    fn requeue(&mut self, at: Timestamp) {
+        self.plan.requeue_at = Some(self.plan.requeue_at.map_or(at, |t| t.min(at)));
+    }
+
+    fn requeue_deadline(&mut self) {
+        if let Some(d) = self.deadline {
+            self.requeue(d);
+        }
+    }
+
+    /// Pods of ended attempts that the cleanup policy (or a timeout) says must go.
+    fn cleanup(&mut self) {
+        let policy = self.task.spec.cleanup.unwrap_or_default();
+        for (attempt, pod) in &self.pods {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let record = self.status.attempts.iter().find(|a| a.attempt == *attempt);
+            let delete = match record {
+                Some(r) => must_delete(r.outcome, r.reason, policy),
+                // An attempt newer than status knows is in progress; an older unrecorded one is a stray.
+                None => *attempt < self.current,
+            };
+            if delete {
+                self.plan.delete.push(PodDeletion { name: pod.name_any(), uid: pod.uid() });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        if self.plan.verify.is_some() {
+            return Plan { verify: self.plan.verify, status: self.old, ..Plan::default() };
+        }
+        self.cleanup();
+        let generation = self.task.metadata.generation;
+        let untouched = PodTaskStatus::default();
+        let stale_generation = self.old != untouched && self.old.observed_generation != generation;
+        if without_conditions(&self.status) != without_conditions(&self.old) || stale_generation {
+            self.status.observed_generation = generation;
+            status::set_conditions(&mut self.status, generation, self.now_s);
+            self.transition_event();
+            self.plan.status = self.status;
+        }
+        self.plan
+    }
+
+    fn transition_event(&mut self) {
+        let (new, old) = (&self.status, &self.old);
+        if (new.phase, new.reason, new.attempt) == (old.phase, old.reason, old.attempt) {
+            return;
+        }
+        let Some(reason) = new.reason else { return };
+        let warning = new.phase == Phase::Failed || (new.phase == Phase::Pending && reason == Reason::BackingOff)
+            || matches!(reason, Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError);
+        let note = new.message.clone().unwrap_or_default();
+        self.plan.events.push(Event::about(reason, warning, note, "Reconcile"));
+    }
+}
+
+fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {
+    PodTaskStatus { conditions: vec![], observed_generation: None, ..s.clone() }
+}
+
+/// Does this ended attempt's pod go? Pods that never ran properly always go; finished ones per policy.
+fn must_delete(outcome: Outcome, reason: Reason, policy: CleanupPolicy) -> bool {
+    match (outcome, reason) {
+        (Outcome::Succeeded, _) => policy != CleanupPolicy::Keep,
+        (Outcome::Failed, Reason::PodFailed | Reason::Evicted) => policy == CleanupPolicy::Delete,
+        (Outcome::Failed, _) => true,
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

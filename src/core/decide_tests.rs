@@ -1,0 +1,597 @@
+//! Table tests of `decide`, one behaviour of the contract each.
+
+use serde_json::json;
+
+use super::*;
+use crate::core::{create_error::CreateError, status as cond, testing::*};
+use crate::crd::{Phase, PodTaskStatus, Reason};
+
+const P1: &str = "job-0f0f0-1";
+const P2: &str = "job-0f0f0-2";
+
+/// Apply a plan's status to the task, as the API server would after the write.
+fn after(task: &PodTask, plan: &Plan) -> PodTask {
+    with_status(task.clone(), plan.status.clone())
+}
+
+fn reason(plan: &Plan) -> Option<Reason> {
+    plan.status.reason
+}
+
+fn deleted(plan: &Plan) -> Vec<&str> {
+    plan.delete.iter().map(|d| d.name.as_str()).collect()
+}
+
+fn has_condition(plan: &Plan, type_: &str) -> bool {
+    plan.status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// A task whose attempt 1 has been reported as `phase`.
+fn reported(task: PodTask, phase: Phase, reason: Reason, start: Timestamp) -> PodTask {
+    with_status(
+        task,
+        PodTaskStatus {
+            phase,
+            reason: Some(reason),
+            attempt: 1,
+            pod_name: Some(P1.into()),
+            start_time: Some(Time(start)),
+            ..Default::default()
+        },
+    )
+}
+
+// ---- launching ----
+
+#[test]
+fn a_new_task_creates_its_first_pod_without_a_status_write() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let plan = cached(&task, &[], t(0));
+    let pod = plan.create.as_ref().expect("creates a pod");
+    assert_eq!(pod.metadata.name.as_deref(), Some(P1));
+    assert_eq!(pod.spec.as_ref().unwrap().active_deadline_seconds, Some(600));
+    assert_eq!(plan.status, PodTaskStatus::default(), "the pod records the launch; status follows from it");
+    assert_eq!(plan.requeue_at, Some(t(1)), "looks again after the settle time");
+    assert_eq!(plan.events[0].reason, "PodCreated");
+}
+
+#[test]
+fn a_fresh_pod_is_not_reported_as_starting_within_the_settle_time() {
+    let task = task(json!({}));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ContainerCreating", ""));
+    let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.4Z"));
+    assert_eq!(plan.status, PodTaskStatus::default());
+    assert!(plan.create.is_none(), "never a second pod");
+    assert_eq!(plan.requeue_at, Some(t(1)));
+}
+
+#[test]
+fn a_pod_still_starting_after_the_settle_time_is_reported() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ContainerCreating", ""));
+    let plan = cached(&task, &[pod], t(2));
+    assert_eq!(plan.status.phase, Phase::Starting);
+    assert_eq!(reason(&plan), Some(Reason::ContainerCreating));
+    assert_eq!(plan.status.attempt, 1);
+    assert_eq!(plan.status.pod_name.as_deref(), Some(P1));
+    assert_eq!(plan.status.start_time, Some(Time(t(0))));
+    assert_eq!(plan.status.deadline, Some(Time(t(600))));
+    assert_eq!(plan.status.startup_deadline, Some(Time(t(300))), "default startup timeout 5m from pod creation");
+    assert_eq!(plan.requeue_at, Some(t(300)));
+    assert!(has_condition(&plan, cond::RECONCILING));
+}
+
+#[test]
+fn a_running_pod_is_reported_and_the_deadline_is_the_next_instant() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.3Z"));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::Running)));
+    assert_eq!(plan.requeue_at, Some(t(600)), "timer at the exact deadline, not polling");
+    assert_eq!(plan.events.len(), 1);
+}
+
+#[test]
+fn without_a_deadline_a_running_pod_needs_no_timer() {
+    let task = task(json!({}));
+    let pod = pod_at(&task, 1, t(0), running());
+    assert_eq!(cached(&task, &[pod], t(5)).requeue_at, None);
+}
+
+// ---- finishing ----
+
+#[test]
+fn success_records_exit_code_message_and_conditions_and_deletes_the_pod() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), exited("Succeeded", 0, "all good"));
+    let plan = cached(&task, &[pod], t(30));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Succeeded, Some(Reason::Completed)));
+    assert_eq!(plan.status.exit_code, Some(0));
+    assert_eq!(plan.status.termination_message.as_deref(), Some("all good"));
+    assert_eq!(plan.status.completion_time, Some(Time(t(30))));
+    assert!(has_condition(&plan, cond::COMPLETE) && !has_condition(&plan, cond::RECONCILING));
+    assert_eq!(deleted(&plan), [P1]);
+    assert_eq!(plan.status.attempts.len(), 1);
+}
+
+#[test]
+fn cleanup_policy_table() {
+    // (cleanup, pod phase, exit code, pod deleted?)
+    let cases = [
+        ("Delete", "Succeeded", 0, true),
+        ("DeleteSucceeded", "Succeeded", 0, true),
+        ("Keep", "Succeeded", 0, false),
+        ("Delete", "Failed", 2, true),
+        ("DeleteSucceeded", "Failed", 2, false),
+        ("Keep", "Failed", 2, false),
+    ];
+    for (policy, phase, code, want) in cases {
+        let task = reported(task(json!({"cleanup": policy, "retry": {"limit": 0}})), Phase::Running, Reason::Running, t(0));
+        let pod = pod_at(&task, 1, t(0), exited(phase, code, ""));
+        let plan = cached(&task, &[pod.clone()], t(30));
+        assert_eq!(!plan.delete.is_empty(), want, "{policy} / {phase}");
+        // and once finished, the same policy holds on every later look
+        let later = cached(&after(&task, &plan), &[pod], t(60));
+        assert_eq!(!later.delete.is_empty(), want, "{policy} / {phase}, later");
+    }
+}
+
+#[test]
+fn a_non_zero_exit_fails_with_code_and_message_and_is_not_retried_by_default() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), exited("Failed", 3, "disk full"));
+    let plan = cached(&task, &[pod], t(30));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::PodFailed)));
+    assert_eq!(plan.status.exit_code, Some(3));
+    assert_eq!(plan.status.termination_message.as_deref(), Some("disk full"));
+    assert!(plan.status.message.as_deref().unwrap().contains("exited with 3: disk full"));
+    assert!(has_condition(&plan, cond::FAILED) && has_condition(&plan, cond::STALLED));
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "PodFailed"));
+}
+
+#[test]
+fn a_non_zero_exit_is_retried_when_asked() {
+    let task = reported(task(json!({"retry": {"limit": 1, "reasons": ["PodFailed"]}})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), exited("Failed", 1, "flaky"));
+    let plan = cached(&task, &[pod.clone()], t(30));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Pending, Some(Reason::BackingOff)));
+    assert_eq!(plan.status.next_attempt_time, Some(Time(t(40))), "default backoff 10s");
+    assert_eq!(plan.requeue_at, Some(t(40)));
+    assert_eq!(plan.status.exit_code, Some(1));
+    // attempt 2 fails too: the limit is reached
+    let task2 = after(&task, &plan);
+    let second = cached(&task2, &[pod.clone()], t(40));
+    let pod2 = pod_at(&task2, 2, t(40), exited("Failed", 1, "flaky again"));
+    assert_eq!(second.create.as_ref().and_then(|p| p.metadata.name.as_deref()), Some(P2));
+    let last = cached(&task2, &[pod, pod2], t(60));
+    assert_eq!((last.status.phase, reason(&last)), (Phase::Failed, Some(Reason::PodFailed)));
+    assert!(last.status.message.as_deref().unwrap().contains("after 2 attempts: #1 PodFailed, #2 PodFailed"));
+}
+
+#[test]
+fn eviction_is_retried_and_counted_once() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let evicted = pod_at(&task, 1, t(0), json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}));
+    let plan = cached(&task, &[evicted.clone()], t(30));
+    assert_eq!(reason(&plan), Some(Reason::BackingOff));
+    assert_eq!(plan.status.attempts[0].reason, Reason::Evicted);
+    assert!(plan.status.message.as_deref().unwrap().contains("low on resource"));
+    let again = cached(&after(&task, &plan), &[evicted], t(31));
+    assert_eq!(again.status.attempts.len(), 1, "seeing the same pod again does not count it twice");
+    assert!(again.create.is_none(), "and waits for the backoff");
+}
+
+#[test]
+fn kubelet_active_deadline_is_reported_as_deadline_exceeded() {
+    let task = reported(task(json!({"executionTimeout": "1m", "retry": {"limit": 5}})), Phase::Running, Reason::Running, t(0));
+    let killed = pod_at(&task, 1, t(0), json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}));
+    let plan = cached(&task, &[killed], t(61));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+}
+
+// ---- the absolute deadline ----
+
+#[test]
+fn at_the_deadline_the_cache_is_not_trusted_the_pod_is_read_fresh() {
+    let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, std::slice::from_ref(&pod), t(60));
+    assert_eq!(plan.verify.as_deref(), Some(P1));
+    assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the fresh read");
+    assert!(plan.delete.is_empty() && plan.create.is_none());
+}
+
+#[test]
+fn at_the_deadline_the_pod_is_deleted_and_the_task_fails_without_retry() {
+    let task = reported(task(json!({"executionTimeout": "1m", "retry": {"limit": 5, "reasons": ["PodFailed", "PodLost"]}})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = fresh(&task, &[pod], t(60));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+    assert_eq!(deleted(&plan), [P1], "the pod is deleted even under Keep-like policies");
+    assert!(plan.status.next_attempt_time.is_none());
+    let later = cached(&after(&task, &plan), &[], t(90));
+    assert!(later.create.is_none(), "no further attempt ever starts");
+}
+
+#[test]
+fn a_pod_that_succeeded_just_before_the_deadline_counts_as_success() {
+    let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
+    let plan = fresh(&task, &[pod], t(61));
+    assert_eq!(plan.status.phase, Phase::Succeeded);
+}
+
+#[test]
+fn the_deadline_is_computed_once_from_the_first_launch_and_never_extended() {
+    let task = task(json!({"executionTimeout": "10m", "retry": {"limit": 3}}));
+    // attempt 1 launched at T+0 and timed out pulling; attempt 2 launches at T+400
+    let pod1 = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
+    let s1 = fresh(&task, std::slice::from_ref(&pod1), t(300));
+    assert_eq!(s1.status.deadline, Some(Time(t(600))));
+    let task1 = after(&task, &s1);
+    let launch = cached(&task1, &[], t(400));
+    let pod2 = launch.create.expect("attempt 2");
+    assert_eq!(pod2.spec.as_ref().unwrap().active_deadline_seconds, Some(200), "the remaining budget, not a fresh one");
+    assert_eq!(pod2.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
+    // an operator restarted at T+500 with only persisted facts enforces the same instant
+    let pod2 = pod_at(&task1, 2, t(400), running());
+    let restarted = cached(&task1, std::slice::from_ref(&pod2), t(500));
+    assert_eq!(restarted.status.deadline, Some(Time(t(600))));
+    assert_eq!(restarted.requeue_at, Some(t(600)));
+}
+
+#[test]
+fn a_restarted_operator_recovers_the_start_from_the_pod_when_status_was_never_written() {
+    let task = task(json!({"executionTimeout": "5m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    // the operator crashed right after creating the pod; it comes back at T+400, past the deadline
+    let plan = fresh(&task, &[pod], t(400));
+    assert_eq!(plan.status.start_time, Some(Time(t(0))));
+    assert_eq!(plan.status.deadline, Some(Time(t(300))));
+    assert_eq!(reason(&plan), Some(Reason::DeadlineExceeded));
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+#[test]
+fn a_retry_that_would_start_after_the_deadline_is_not_started() {
+    let task = reported(task(json!({"executionTimeout": "2m", "startupTimeout": "1m", "retry": {"backoff": {"initial": "90s"}}})), Phase::Starting, Reason::ImagePullBackOff, t(0));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image"));
+    let plan = fresh(&task, &[pod], t(60));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::ImagePullTimeout)));
+    assert!(plan.status.message.as_deref().unwrap().contains("after the deadline"), "{:?}", plan.status.message);
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+#[test]
+fn an_absolute_deadline_already_past_fails_without_launching() {
+    let task = task(json!({"deadline": "2026-01-01T09:00:00Z"}));
+    let plan = cached(&task, &[], t(0));
+    assert!(plan.create.is_none());
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+}
+
+#[test]
+fn the_earlier_of_timeout_and_absolute_deadline_bounds_the_pod() {
+    let task = task(json!({"executionTimeout": "1h", "deadline": "2026-01-01T10:02:00Z"}));
+    let pod = cached(&task, &[], t(0)).create.unwrap();
+    assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(120));
+}
+
+#[test]
+fn the_deadline_also_ends_a_backoff() {
+    let task = reported(task(json!({"executionTimeout": "10m"})), Phase::Pending, Reason::BackingOff, t(0));
+    let mut status = task.status.clone().unwrap();
+    status.deadline = Some(Time(t(600)));
+    status.attempts = vec![crate::crd::AttemptRecord {
+        attempt: 1,
+        pod_name: P1.into(),
+        start_time: None,
+        end_time: Some(Time(t(100))),
+        outcome: crate::crd::Outcome::Failed,
+        reason: Reason::Evicted,
+        message: None,
+        exit_code: None,
+    }];
+    status.next_attempt_time = Some(Time(t(700)));
+    let task = with_status(task, status);
+    let waiting = cached(&task, &[], t(200));
+    assert_eq!(waiting.requeue_at, Some(t(600)), "wakes at the deadline, not the (later) next attempt");
+    let plan = cached(&task, &[], t(600));
+    assert_eq!(reason(&plan), Some(Reason::DeadlineExceeded));
+    assert!(plan.create.is_none());
+}
+
+// ---- startup and image pulls ----
+
+#[test]
+fn a_rate_limited_pull_is_a_transient_wait_shown_as_such() {
+    let task = reported(task(json!({})), Phase::Starting, Reason::ContainerCreating, t(0));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ErrImagePull", "toomanyrequests: You have reached your pull rate limit"));
+    let plan = cached(&task, &[pod], t(20));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Starting, Some(Reason::ImagePullRateLimited)));
+    assert!(plan.status.message.as_deref().unwrap().contains("toomanyrequests"));
+    assert!(plan.delete.is_empty(), "not a failure");
+    // the kubelet then shows ImagePullBackOff without the registry's words: still rate-limited, no flapping
+    let task = after(&task, &plan);
+    let backoff = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image \"busybox\""));
+    let next = cached(&task, &[backoff], t(30));
+    assert_eq!(reason(&next), Some(Reason::ImagePullRateLimited));
+    assert_eq!(next.status, task.status.clone().unwrap(), "nothing changed, nothing written");
+}
+
+#[test]
+fn a_pull_that_recovers_inside_the_startup_timeout_goes_on() {
+    let task = reported(task(json!({})), Phase::Starting, Reason::ImagePullRateLimited, t(0));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, &[pod], t(100));
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert!(plan.status.attempts.is_empty(), "no failed attempt was recorded");
+}
+
+#[test]
+fn at_the_startup_timeout_the_pod_is_read_fresh_and_one_that_started_goes_on() {
+    let task = reported(task(json!({"startupTimeout": "2m"})), Phase::Starting, Reason::ImagePullBackOff, t(0));
+    let stale = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
+    let plan = cached(&task, &[stale], t(120));
+    assert_eq!(plan.verify.as_deref(), Some(P1));
+    let started = pod_at(&task, 1, t(0), running());
+    let plan = fresh(&task, &[started], t(120));
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert!(plan.delete.is_empty());
+}
+
+#[test]
+fn startup_timeouts_end_the_attempt_with_what_it_waited_for() {
+    // (pod status, attempt reason)
+    let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}]});
+    let cases = [
+        (scheduled_waiting("ImagePullBackOff", "Back-off pulling image"), Reason::ImagePullTimeout),
+        (scheduled_waiting("ErrImagePull", "429 Too Many Requests"), Reason::ImagePullTimeout),
+        (unschedulable, Reason::Unschedulable),
+        (scheduled_waiting("ContainerCreating", ""), Reason::StartupTimeout),
+        (scheduled_waiting("CreateContainerError", "runtime error"), Reason::StartupTimeout),
+    ];
+    for (pod_status, want) in cases {
+        let task = reported(task(json!({"startupTimeout": "1m"})), Phase::Starting, Reason::ContainerCreating, t(0));
+        let pod = pod_at(&task, 1, t(0), pod_status);
+        let plan = fresh(&task, &[pod], t(60));
+        assert_eq!(plan.status.attempts.last().map(|a| a.reason), Some(want));
+        assert_eq!(reason(&plan), Some(Reason::BackingOff), "{want:?} is retried by default");
+        assert_eq!(deleted(&plan), [P1], "a timed-out pod is always deleted");
+        assert!(plan.status.message.as_deref().unwrap().contains("startup timeout 1m"));
+    }
+}
+
+#[test]
+fn a_rate_limited_attempt_waits_at_least_the_longer_minimum_backoff() {
+    let task = reported(task(json!({"startupTimeout": "1m"})), Phase::Starting, Reason::ImagePullRateLimited, t(0));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image"));
+    let plan = fresh(&task, &[pod], t(60));
+    assert_eq!(plan.status.next_attempt_time, Some(Time(t(120))), "min rate-limit backoff 60s, not 10s");
+    let plain = reported(task.clone(), Phase::Starting, Reason::ImagePullBackOff, t(0));
+    let pod = pod_at(&plain, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image"));
+    assert_eq!(fresh(&plain, &[pod], t(60)).status.next_attempt_time, Some(Time(t(70))));
+}
+
+#[test]
+fn a_pull_that_never_recovers_fails_naming_every_attempt() {
+    let mut task = task(json!({"startupTimeout": "1m", "retry": {"limit": 2, "backoff": {"initial": "5s"}}}));
+    let mut now = 0;
+    let mut pods = vec![];
+    for attempt in 1..=3 {
+        let launch = cached(&task, &pods, t(now));
+        assert!(launch.create.is_some(), "attempt {attempt} launches");
+        pods.push(pod_at(&task, attempt, t(now), scheduled_waiting("ImagePullBackOff", "Back-off pulling image")));
+        now += 60;
+        let end = fresh(&task, &pods, t(now));
+        assert_eq!(end.status.attempts.len(), attempt as usize);
+        task = after(&task, &end);
+        pods.retain(|p| !end.delete.iter().any(|d| Some(&d.name) == p.metadata.name.as_ref()));
+        now += 60;
+    }
+    let s = task.status.unwrap();
+    assert_eq!((s.phase, s.reason), (Phase::Failed, Some(Reason::ImagePullTimeout)));
+    assert!(s.message.unwrap().contains("after 3 attempts: #1 ImagePullTimeout, #2 ImagePullTimeout, #3 ImagePullTimeout"));
+    assert!(pods.is_empty(), "every timed-out pod was deleted");
+}
+
+#[test]
+fn startup_timeout_counts_from_pod_creation_so_a_restart_does_not_reset_it() {
+    let task = task(json!({"startupTimeout": "5m"}));
+    // no status at all (fresh operator memory); the pod was created 6 minutes ago
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
+    let plan = fresh(&task, &[pod], t(360));
+    assert_eq!(plan.status.attempts[0].reason, Reason::ImagePullTimeout);
+}
+
+#[test]
+fn permanent_image_errors_fail_at_once_without_retry() {
+    for (kubelet, want) in [("InvalidImageName", Reason::InvalidImageName), ("ErrImageNeverPull", Reason::ErrImageNeverPull)] {
+        let task = reported(task(json!({"retry": {"limit": 5}})), Phase::Starting, Reason::ContainerCreating, t(0));
+        let pod = pod_at(&task, 1, t(0), scheduled_waiting(kubelet, "couldn't parse image name"));
+        let plan = cached(&task, &[pod], t(3));
+        assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(want)));
+        assert_eq!(deleted(&plan), [P1]);
+    }
+}
+
+#[test]
+fn a_config_error_fails_after_the_grace_with_the_kubelets_message() {
+    let task = reported(task(json!({})), Phase::Starting, Reason::ContainerCreating, t(0));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("CreateContainerConfigError", "secret \"db-password\" not found"));
+    let early = cached(&task, std::slice::from_ref(&pod), t(10));
+    assert_eq!((early.status.phase, reason(&early)), (Phase::Starting, Some(Reason::CreateContainerConfigError)));
+    assert_eq!(early.requeue_at, Some(t(30)), "looks again when the 30s grace ends");
+    assert_eq!(cached(&task, std::slice::from_ref(&pod), t(30)).verify.as_deref(), Some(P1));
+    let late = fresh(&task, &[pod], t(30));
+    assert_eq!((late.status.phase, reason(&late)), (Phase::Failed, Some(Reason::CreateContainerConfigError)));
+    assert!(late.status.message.as_deref().unwrap().contains("secret \"db-password\" not found"));
+    assert_eq!(deleted(&late), [P1]);
+}
+
+#[test]
+fn unschedulable_surfaces_the_schedulers_message_while_waiting() {
+    let task = reported(task(json!({})), Phase::Starting, Reason::Scheduling, t(0));
+    let pod = pod_at(&task, 1, t(0), json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}));
+    let plan = cached(&task, &[pod], t(10));
+    assert_eq!(reason(&plan), Some(Reason::Unschedulable));
+    assert!(plan.status.message.as_deref().unwrap().contains("Insufficient cpu"));
+    assert!(plan.events.iter().any(|e| e.warning && e.reason == "Unschedulable"));
+}
+
+// ---- one pod per attempt ----
+
+#[test]
+fn a_missing_pod_is_read_fresh_then_counted_lost_once_and_retried() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let plan = cached(&task, &[], t(10));
+    assert_eq!(plan.verify.as_deref(), Some(P1), "the cache may just be behind");
+    let plan = fresh(&task, &[], t(10));
+    assert_eq!(plan.status.attempts.last().map(|a| a.reason), Some(Reason::PodLost));
+    assert_eq!(reason(&plan), Some(Reason::BackingOff));
+    let again = cached(&after(&task, &plan), &[], t(11));
+    assert_eq!(again.status.attempts.len(), 1, "never counted twice");
+    assert!(again.verify.is_none());
+}
+
+#[test]
+fn a_pod_deleted_by_someone_else_is_lost_not_deleted_again() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let mut pod = pod_at(&task, 1, t(0), running());
+    pod.metadata.deletion_timestamp = Some(Time(t(5)));
+    let plan = cached(&task, &[pod], t(6));
+    assert_eq!(plan.status.attempts[0].reason, Reason::PodLost);
+    assert!(plan.status.attempts[0].message.as_deref().unwrap().contains("deleted by someone else"));
+    assert!(plan.delete.is_empty(), "it is already going");
+}
+
+#[test]
+fn after_a_restart_existing_pods_are_adopted_and_nothing_launches_twice() {
+    let task = task(json!({}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, &[pod], t(100));
+    assert!(plan.create.is_none());
+    assert_eq!((plan.status.attempt, plan.status.phase), (1, Phase::Running));
+    // the same when status knew attempt 1 ended and attempt 2's pod exists but was never reported
+    let mut ended = reported(task.clone(), Phase::Pending, Reason::BackingOff, t(0)).status.unwrap();
+    ended.attempts.push(crate::crd::AttemptRecord {
+        attempt: 1,
+        pod_name: P1.into(),
+        start_time: None,
+        end_time: Some(Time(t(50))),
+        outcome: crate::crd::Outcome::Failed,
+        reason: Reason::PodLost,
+        message: None,
+        exit_code: None,
+    });
+    ended.next_attempt_time = Some(Time(t(60)));
+    let task = with_status(task, ended);
+    let pod2 = pod_at(&task, 2, t(60), running());
+    let plan = cached(&task, &[pod2], t(100));
+    assert!(plan.create.is_none());
+    assert_eq!((plan.status.attempt, plan.status.pod_name.as_deref()), (2, Some(P2)));
+    assert!(plan.status.next_attempt_time.is_none());
+}
+
+#[test]
+fn pods_owned_by_another_task_are_never_touched() {
+    let task = task(json!({}));
+    let mut foreign = pod_at(&task, 1, t(0), running());
+    foreign.metadata.owner_references.as_mut().unwrap()[0].uid = "someone-else".into();
+    let plan = cached(&task, &[foreign], t(5));
+    assert!(plan.delete.is_empty());
+    assert!(plan.create.is_some(), "it is not ours, so our attempt 1 is still to launch");
+}
+
+#[test]
+fn a_stray_pod_of_an_ended_attempt_is_cleaned_up() {
+    // crash between recording the end of attempt 1 (ImagePullTimeout) and deleting its pod
+    let task = task(json!({"startupTimeout": "1m"}));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
+    let ended = fresh(&task, std::slice::from_ref(&pod), t(60));
+    let plan = cached(&after(&task, &ended), &[pod], t(61));
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+// ---- after the end ----
+
+#[test]
+fn ttl_after_finished_deletes_the_task_on_time() {
+    let task = reported(task(json!({"ttlAfterFinished": "1h"})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
+    let done = cached(&task, &[pod], t(10));
+    assert_eq!(done.requeue_at, Some(t(3610)));
+    let task = after(&task, &done);
+    assert!(!cached(&task, &[], t(3000)).delete_task);
+    assert_eq!(cached(&task, &[], t(3000)).requeue_at, Some(t(3610)));
+    assert!(cached(&task, &[], t(3610)).delete_task);
+}
+
+#[test]
+fn a_task_being_deleted_is_left_to_garbage_collection() {
+    let mut task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    task.metadata.deletion_timestamp = Some(Time(t(5)));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, &[pod], t(6));
+    assert!(plan.create.is_none() && plan.delete.is_empty() && plan.events.is_empty());
+}
+
+#[test]
+fn the_attempt_history_is_bounded() {
+    let mut task = task(json!({"retry": {"limit": 30, "reasons": ["PodFailed"], "backoff": {"initial": "1s", "factor": 1}}}));
+    let mut now = 0;
+    for attempt in 1..=25 {
+        let pod = pod_at(&task, attempt, t(now), exited("Failed", 1, ""));
+        let plan = cached(&task, &[pod], t(now + 1));
+        task = after(&task, &plan);
+        now += 5;
+    }
+    let s = task.status.unwrap();
+    assert_eq!(s.attempts.len(), status::HISTORY_LIMIT);
+    assert_eq!((s.attempts[0].attempt, s.attempts.last().unwrap().attempt), (6, 25));
+}
+
+// ---- no storms ----
+
+#[test]
+fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
+    let base = task(json!({"executionTimeout": "10m", "startupTimeout": "2m"}));
+    let worlds = [
+        running(),
+        scheduled_waiting("ContainerCreating", ""),
+        scheduled_waiting("ErrImagePull", "toomanyrequests"),
+        scheduled_waiting("CreateContainerConfigError", "secret \"x\" not found"),
+        exited("Succeeded", 0, "ok"),
+        exited("Failed", 2, "no"),
+    ];
+    for world in worlds {
+        let pod = pod_at(&base, 1, t(0), world.clone());
+        let first = cached(&base, std::slice::from_ref(&pod), t(5));
+        let task = after(&base, &first);
+        let second = cached(&task, std::slice::from_ref(&pod), t(6));
+        assert_eq!(second.status, first.status, "{world}");
+        assert!(second.events.is_empty(), "no repeated events for {world}");
+    }
+}
+
+// ---- pod-create refusals ----
+
+#[test]
+fn create_refusals_table() {
+    let task = task(json!({}));
+    let invalid = decide_create_failure(&task, &CreateError::Invalid("spec.containers[0].image: Required value".into()), t(0), &cfg());
+    assert_eq!((invalid.status.phase, reason(&invalid)), (Phase::Failed, Some(Reason::InvalidSpec)));
+    assert!(invalid.status.message.as_deref().unwrap().contains("Required value"));
+    let denied = decide_create_failure(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0), &cfg());
+    assert_eq!((denied.status.phase, reason(&denied)), (Phase::Failed, Some(Reason::Forbidden)));
+    let quota = decide_create_failure(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0), &cfg());
+    assert_eq!((quota.status.phase, reason(&quota)), (Phase::Pending, Some(Reason::QuotaExceeded)));
+    assert_eq!(quota.requeue_at, Some(t(15)), "waits, never a hot loop");
+    let rbac = decide_create_failure(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0), &cfg());
+    assert_eq!(rbac.status, PodTaskStatus::default(), "the task is not at fault");
+    assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
+    let transient = decide_create_failure(&task, &CreateError::Transient("etcd timeout".into()), t(0), &cfg());
+    assert_eq!((transient.status.clone(), transient.requeue_at), (PodTaskStatus::default(), Some(t(15))));
+}

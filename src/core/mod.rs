@@ -1,0 +1,98 @@
+//! The pure decision core: what was observed in, a plan out. No client, no clock, no I/O.
+//!
+//! `decide` is the whole operator's judgement; the reconciler only reads, calls it, and carries out the plan.
+
+pub mod classify;
+pub mod create_error;
+pub mod deadline;
+mod decide;
+pub mod naming;
+pub mod pod;
+pub mod retry;
+pub mod status;
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::time::Duration as StdDuration;
+
+use crate::jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
+
+pub use decide::{decide, decide_create_failure};
+
+use crate::crd::{PodTaskStatus, Reason};
+
+/// Operator-wide defaults that shape decisions (from flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Startup timeout for tasks that don't set `spec.startupTimeout`.
+    pub startup_timeout: StdDuration,
+    /// How long a CreateContainerConfigError (missing Secret/ConfigMap) may last before the task fails.
+    pub config_error_grace: StdDuration,
+    /// The least wait before retrying an attempt that saw registry rate limiting.
+    pub min_rate_limit_backoff: StdDuration,
+    /// How long after creating a pod podtask waits before reporting "Starting": most pods start sooner, and
+    /// skipping that write keeps a successful task to two status writes.
+    pub status_settle: StdDuration,
+    /// Wait before retrying a pod create refused by a ResourceQuota or by the operator's own RBAC.
+    pub create_retry: StdDuration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            startup_timeout: StdDuration::from_secs(300),
+            config_error_grace: StdDuration::from_secs(30),
+            min_rate_limit_backoff: StdDuration::from_secs(60),
+            status_settle: StdDuration::from_secs(1),
+            create_retry: StdDuration::from_secs(15),
+        }
+    }
+}
+
+/// What the core saw: the task's pods (any attempt, owned by the task) and whether they were just read fresh
+/// from the API server rather than from the cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Observed<'a> {
+    pub pods: &'a [Pod],
+    pub now: Timestamp,
+    pub fresh: bool,
+}
+
+/// What to do. The shell applies it in order: create, status, deletes, task deletion, events; then requeues.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Read this pod fresh from the API server (not the cache) and decide again before any verdict.
+    pub verify: Option<String>,
+    pub create: Option<Pod>,
+    /// The status the task should have; written only if it differs from the current one.
+    pub status: PodTaskStatus,
+    pub delete: Vec<PodDeletion>,
+    /// Delete the PodTask itself (ttlAfterFinished elapsed).
+    pub delete_task: bool,
+    pub events: Vec<Event>,
+    /// Look again at this instant (deadline, startup deadline, next attempt, TTL), even if nothing changes.
+    pub requeue_at: Option<Timestamp>,
+}
+
+/// A pod to delete, with its UID as a precondition so a namesake is never hit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodDeletion {
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+/// A Kubernetes Event about the task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    pub warning: bool,
+    pub reason: String,
+    pub note: String,
+    pub action: &'static str,
+}
+
+impl Event {
+    fn about(reason: Reason, warning: bool, note: String, action: &'static str) -> Self {
+        Self { warning, reason: reason.to_string(), note, action }
+    }
+}

@@ -1,0 +1,113 @@
+//! The pod podtask creates for one attempt.
+
+use std::collections::BTreeMap;
+
+use crate::jiff::Timestamp;
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}};
+use kube::{Resource, ResourceExt};
+
+use super::{deadline, naming};
+use crate::crd::PodTask;
+
+/// The pod for `attempt`: the user's template with podtask's name, labels, annotations and owner added,
+/// restartPolicy Never, and activeDeadlineSeconds no later than the task's deadline (the kubelet's backstop).
+pub fn build(task: &PodTask, attempt: u32, first_start: Timestamp, task_deadline: Option<Timestamp>, now: Timestamp) -> Pod {
+    let template = task.spec.template.clone();
+    let meta = template.metadata.unwrap_or_default();
+    let uid = task.uid().unwrap_or_default();
+
+    let mut labels: BTreeMap<String, String> = meta.labels.unwrap_or_default();
+    labels.insert(naming::LABEL_MANAGED_BY.into(), naming::MANAGED_BY.into());
+    labels.insert(naming::LABEL_TASK.into(), naming::task_label(&task.name_any()));
+    labels.insert(naming::LABEL_TASK_UID.into(), uid.clone());
+    labels.insert(naming::LABEL_ATTEMPT.into(), attempt.to_string());
+
+    let mut annotations = meta.annotations.unwrap_or_default();
+    annotations.insert(naming::ANNOTATION_START_TIME.into(), first_start.to_string());
+    if let Some(d) = task_deadline {
+        annotations.insert(naming::ANNOTATION_DEADLINE.into(), d.to_string());
+    }
+
+    let mut spec = template.spec.unwrap_or_default();
+    spec.restart_policy = Some("Never".into());
+    if let Some(d) = task_deadline {
+        let budget = deadline::remaining_seconds(d, now);
+        spec.active_deadline_seconds = Some(spec.active_deadline_seconds.map_or(budget, |own| own.min(budget)));
+    }
+
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(naming::pod_name(&task.name_any(), &uid, attempt)),
+            namespace: task.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            // controller + blockOwnerDeletion: deleting the PodTask deletes its pods, foreground deletion waits.
+            owner_references: task.controller_owner_ref(&()).map(|o| vec![OwnerReference { block_owner_deletion: Some(true), ..o }]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// The attempt number a pod of ours carries.
+pub fn attempt_of(pod: &Pod) -> Option<u32> {
+    pod.labels().get(naming::LABEL_ATTEMPT)?.parse().ok()
+}
+
+/// The first launch time a pod of ours carries (falls back to its creation time).
+pub fn first_start_of(pod: &Pod) -> Option<Timestamp> {
+    pod.annotations()
+        .get(naming::ANNOTATION_START_TIME)
+        .and_then(|s| s.parse().ok())
+        .or_else(|| pod.creation_timestamp().map(|t| t.0))
+}
+
+/// Is this pod owned (as controller) by the task with this UID?
+pub fn is_owned_by(pod: &Pod, task_uid: &str) -> bool {
+    pod.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == task_uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testing::{task, ts};
+
+    #[test]
+    fn pod_carries_identity_owner_and_backstop() {
+        let t = task(serde_json::json!({"executionTimeout": "10m"}));
+        let start = ts("2026-01-01T10:00:00Z");
+        let pod = build(&t, 2, start, Some(ts("2026-01-01T10:10:00Z")), ts("2026-01-01T10:04:00.5Z"));
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("job-0f0f0-2"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(spec.active_deadline_seconds, Some(360), "remaining budget, rounded up");
+        let labels = pod.labels();
+        assert_eq!(labels["app"], "demo", "user labels kept");
+        assert_eq!(labels[naming::LABEL_ATTEMPT], "2");
+        assert_eq!(labels[naming::LABEL_TASK], "job");
+        assert_eq!(labels[naming::LABEL_MANAGED_BY], "podtask");
+        assert_eq!(pod.annotations()["kwok.podtask.dev/scenario"], "succeed", "user annotations kept");
+        assert_eq!(first_start_of(&pod), Some(start));
+        let owner = &pod.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("PodTask", "job"));
+        assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+        assert!(is_owned_by(&pod, "0f0f0f0f-1111-2222-3333-444444444444"));
+        assert!(!is_owned_by(&pod, "someone-else"));
+        assert_eq!(attempt_of(&pod), Some(2));
+    }
+
+    #[test]
+    fn template_active_deadline_is_only_ever_shortened() {
+        let t = task(serde_json::json!({"template": {"spec": {"activeDeadlineSeconds": 60, "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "busybox"}]}}}));
+        let now = ts("2026-01-01T10:00:00Z");
+        let long = build(&t, 1, now, Some(ts("2026-01-01T11:00:00Z")), now);
+        assert_eq!(long.spec.unwrap().active_deadline_seconds, Some(60));
+        let short = build(&t, 1, now, Some(ts("2026-01-01T10:00:30Z")), now);
+        assert_eq!(short.spec.unwrap().active_deadline_seconds, Some(30));
+        let unbounded = build(&t, 1, now, None, now);
+        assert_eq!(unbounded.spec.unwrap().active_deadline_seconds, Some(60));
+    }
+}

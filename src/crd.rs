@@ -1,0 +1,291 @@
+//! The `PodTask` custom resource: what users write (spec) and what podtask reports (status).
+//!
+//! Doc comments on these fields are what `kubectl explain podtask.spec...` prints: they are written for users.
+
+use k8s_openapi::{
+    api::core::v1::PodTemplateSpec,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+
+/// Runs one pod to completion, reliably: an absolute deadline that is never extended, a startup timeout per
+/// attempt, image-pull trouble treated as a retryable timeout rather than a hard failure, and no pod left behind.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "podtask.dev",
+    version = "v1alpha1",
+    kind = "PodTask",
+    plural = "podtasks",
+    shortname = "pt",
+    namespaced,
+    status = "PodTaskStatus",
+    derive = "PartialEq",
+    doc = "A PodTask runs one pod to completion, with an absolute deadline, a startup timeout per attempt and retries for infrastructure failures.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Attempt", type_ = "integer", json_path = ".status.attempt"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(name = "Deadline", type_ = "string", format = "date-time", json_path = ".status.deadline"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(
+        "!has(oldSelf.status) || !has(oldSelf.status.startTime) || self.spec == oldSelf.spec"
+    ).message("spec cannot change once the task has started (status.startTime is set): delete the PodTask and create it again to run something else")
+)]
+#[x_kube(validation = Rule::new("has(self.template.spec) && size(self.template.spec.containers) > 0").message("template.spec.containers must list at least one container"))]
+#[x_kube(validation = Rule::new("!has(self.template.spec) || !has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Never'").message("template.spec.restartPolicy must be Never or left out: podtask retries failed attempts itself (see spec.retry)"))]
+#[serde(rename_all = "camelCase")]
+pub struct PodTaskSpec {
+    /// The pod to run: a full pod template (metadata and spec), as in a Job. restartPolicy must be Never or
+    /// left out; podtask sets Never and retries through spec.retry.
+    pub template: PodTemplateSpec,
+
+    /// Budget for the whole task, all attempts and backoff included, counted from the first pod's launch
+    /// (e.g. 30m, 1h30m). When it runs out the pod is deleted and the task fails with DeadlineExceeded.
+    /// Restarts of the operator never extend it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_timeout: Option<Duration>,
+
+    /// Absolute time (RFC 3339) by which the task must be over. With executionTimeout too, the earlier wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+
+    /// Per attempt: how long a pod may take from creation until it has started (scheduling, image pulls,
+    /// container creation). Defaults to the operator's --default-startup-timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_timeout: Option<Duration>,
+
+    /// How failed attempts are retried. By default infrastructure failures (image pull timeout, startup timeout,
+    /// unschedulable, evicted, pod lost) are retried twice with backoff; a non-zero exit only when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+
+    /// What happens to a pod that finished: Delete (default), DeleteSucceeded (keep failed pods for
+    /// debugging), or Keep. A pod that timed out or passed the deadline is always deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<CleanupPolicy>,
+
+    /// Delete the PodTask itself this long after it finished (e.g. 1h). Unset: keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_after_finished: Option<Duration>,
+}
+
+/// How failed attempts are retried.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    /// Extra attempts after the first (0 means run once). Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub limit: Option<u32>,
+
+    /// Wait between attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+
+    /// Which attempt outcomes are retried. Default: ImagePullTimeout, StartupTimeout, Unschedulable, Evicted,
+    /// PodLost. Add PodFailed to retry containers that exit non-zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 6))]
+    pub reasons: Option<Vec<RetryReason>>,
+}
+
+/// Exponential backoff between attempts: initial × factor^(n-1), capped at max.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Backoff {
+    /// Wait before the second attempt. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<Duration>,
+    /// Multiplier for each further attempt, 1 to 10. Default 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub factor: Option<u32>,
+    /// Longest wait between attempts. Default 5m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Duration>,
+}
+
+/// An attempt outcome that may be retried.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum RetryReason {
+    ImagePullTimeout,
+    StartupTimeout,
+    Unschedulable,
+    Evicted,
+    PodLost,
+    PodFailed,
+}
+
+/// What happens to a finished pod.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum CleanupPolicy {
+    /// Delete every finished pod.
+    #[default]
+    Delete,
+    /// Delete pods that succeeded; keep failed ones for `kubectl logs`.
+    DeleteSucceeded,
+    /// Keep finished pods (they are still deleted with the PodTask).
+    Keep,
+}
+
+/// Where a task is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// No pod yet, or waiting to start the next attempt.
+    #[default]
+    Pending,
+    /// A pod exists and has not started yet (scheduling, pulling images, creating containers).
+    Starting,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Machine-readable reason for the current status or for how an attempt ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display)]
+pub enum Reason {
+    // In progress.
+    /// The pod was created and has not reported anything yet.
+    PodCreated,
+    /// Waiting for the scheduler.
+    Scheduling,
+    /// The scheduler cannot place the pod (its message says why).
+    Unschedulable,
+    /// The kubelet is creating containers or running init containers.
+    ContainerCreating,
+    /// Image pulls are failing and being retried by the kubelet.
+    ImagePullBackOff,
+    /// The registry is rate-limiting or failing (429, 5xx, timeouts); a retry waits longer.
+    ImagePullRateLimited,
+    /// A Secret or ConfigMap the pod needs is missing; fails after the operator's grace period.
+    CreateContainerConfigError,
+    /// The container runtime failed to create a container; retried until the startup timeout.
+    CreateContainerError,
+    Running,
+    /// Waiting before the next attempt (see status.nextAttemptTime).
+    BackingOff,
+    /// A ResourceQuota refused the pod; podtask retries the create.
+    QuotaExceeded,
+
+    // Outcomes.
+    Completed,
+    /// The execution timeout or absolute deadline passed.
+    DeadlineExceeded,
+    /// The pod's images could not be pulled before the startup timeout.
+    ImagePullTimeout,
+    /// The pod did not start before the startup timeout.
+    StartupTimeout,
+    /// The image reference cannot be parsed.
+    InvalidImageName,
+    /// imagePullPolicy Never and the image is not on the node.
+    ErrImageNeverPull,
+    /// A container exited non-zero.
+    PodFailed,
+    /// The pod was evicted or preempted.
+    Evicted,
+    /// The pod disappeared or was deleted by someone else.
+    PodLost,
+    /// The API server rejected the pod as invalid.
+    InvalidSpec,
+    /// Admission (e.g. Pod Security) refused the pod.
+    Forbidden,
+    /// A pod with podtask's name exists and belongs to something else.
+    PodConflict,
+}
+
+/// Status written by podtask. Never written by users.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodTaskStatus {
+    /// Pending, Starting, Running, Succeeded or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Why the task is in this phase, machine-readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Why the task is in this phase, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The current (or last) attempt, starting at 1. 0 before the first pod.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The current (or last) attempt's pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    /// When the first attempt launched; the execution budget counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    /// The absolute deadline: computed once, never extended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Time>,
+    /// When the current attempt must have started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_deadline: Option<Time>,
+    /// When the next attempt starts, while backing off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_time: Option<Time>,
+    /// When the task finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+    /// Exit code of the last attempt's main container, once it terminated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The last attempt's termination message (first 1024 bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message: Option<String>,
+    /// The most recent attempts (at most 20), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptRecord>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Complete / Failed (as Jobs have, for `kubectl wait`), Reconciling / Stalled (kstatus, for Flux and kpt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One finished attempt.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub pod_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Time>,
+    /// Succeeded or Failed.
+    pub outcome: Outcome,
+    pub reason: Reason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+}
+
+/// The CustomResourceDefinition as `podtask crd` prints it and `crds/` holds it.
+pub fn definition() -> CustomResourceDefinition {
+    PodTask::crd()
+}
+
+/// The CRD as YAML, with a header saying where it came from.
+pub fn definition_yaml() -> String {
+    let body = serde_yaml::to_string(&definition()).expect("a CRD always serializes");
+    format!("# Generated by `podtask crd`; do not edit. Regenerate: cargo run -- crd > crds/podtasks.podtask.dev.yaml\n{body}")
+}

@@ -1,0 +1,8 @@
+//! podtask: a Kubernetes operator that runs one pod per PodTask, reliably.
+//!
+//! `core` decides (pure, table-tested); everything else is the shell that reads, applies and reports.
+
+pub mod core;
+pub mod crd;
+pub mod duration;
+pub use k8s_openapi::jiff;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", podtask::crd::definition_yaml());
+}
