@@ -6,3 +6,4 @@ pub mod core;
 pub mod crd;
 pub mod duration;
 pub use k8s_openapi::jiff;
+pub mod shell;

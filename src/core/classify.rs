@@ -73,33 +73,34 @@ pub fn classify(pod: &Pod) -> PodState {
 fn failure(pod_reason: Option<&str>, pod_message: Option<&str>, containers: &[ContainerStatus]) -> Failure {
     match pod_reason {
         Some("DeadlineExceeded") => return Failure::DeadlineExceeded,
-        Some(r @ ("Evicted" | "Preempting" | "NodeLost" | "Shutdown" | "NodeShutdown" | "Terminated" | "UnexpectedAdmissionError")) => {
+        Some(
+            r @ ("Evicted"
+            | "Preempting"
+            | "NodeLost"
+            | "Shutdown"
+            | "NodeShutdown"
+            | "Terminated"
+            | "UnexpectedAdmissionError"),
+        ) => {
             return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
         }
         _ => {}
     }
     let t = termination(containers, |code| code != 0);
-    if t.exit_code.is_none() {
-        if let Some(r) = pod_reason {
-            // The pod failed without a container saying why (e.g. OutOfcpu at admission).
-            return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
-        }
+    if t.exit_code.is_none()
+        && let Some(r) = pod_reason
+    {
+        // The pod failed without a container saying why (e.g. OutOfcpu at admission).
+        return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
     }
     Failure::Exit(t)
 }
 
 /// The first terminated container whose exit code matches `decisive`, else the first terminated one.
 fn termination(containers: &[ContainerStatus], decisive: impl Fn(i32) -> bool) -> Termination {
-    let terminated = || {
-        containers
-            .iter()
-            .filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()))
-    };
+    let terminated = || containers.iter().filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()));
     let pick = terminated().find(|t| decisive(t.exit_code)).or_else(|| terminated().next());
-    Termination {
-        exit_code: pick.map(|t| t.exit_code),
-        message: pick.and_then(|t| t.message.as_deref()).map(bounded),
-    }
+    Termination { exit_code: pick.map(|t| t.exit_code), message: pick.and_then(|t| t.message.as_deref()).map(bounded) }
 }
 
 fn bounded(message: &str) -> String {
@@ -129,7 +130,11 @@ fn waiting(pod: &Pod) -> Option<Waiting> {
     let scheduled = conditions.iter().any(|c| c.type_ == "PodScheduled" && c.status == "True")
         || pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
     if !scheduled {
-        return Some(Waiting { class: WaitClass::Transient, reason: Reason::Scheduling, message: "waiting for the scheduler".into() });
+        return Some(Waiting {
+            class: WaitClass::Transient,
+            reason: Reason::Scheduling,
+            message: "waiting for the scheduler".into(),
+        });
     }
     let statuses = status
         .into_iter()
@@ -167,7 +172,8 @@ fn waiting(pod: &Pod) -> Option<Waiting> {
 fn waiting_reason(container: &str, kubelet_reason: &str, message: String) -> Waiting {
     let (class, reason) = match kubelet_reason {
         "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "ErrImageInspect" => {
-            let reason = if is_rate_limited(&message) { Reason::ImagePullRateLimited } else { Reason::ImagePullBackOff };
+            let reason =
+                if is_rate_limited(&message) { Reason::ImagePullRateLimited } else { Reason::ImagePullBackOff };
             (WaitClass::Transient, reason)
         }
         "InvalidImageName" => (WaitClass::Permanent, Reason::InvalidImageName),
@@ -211,12 +217,16 @@ mod tests {
     use serde_json::json;
 
     fn pod(status: serde_json::Value) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}, "status": status}))
-            .unwrap()
+        serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "main"}]}, "status": status}),
+        )
+        .unwrap()
     }
 
     fn scheduled(containers: serde_json::Value) -> Pod {
-        pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": containers}))
+        pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}], "containerStatuses": containers}),
+        )
     }
 
     fn waiting_on(reason: &str, message: &str) -> Pod {
@@ -242,7 +252,12 @@ mod tests {
             ("ErrImagePull", "toomanyrequests: You have reached your pull rate limit", Transient, ImagePullRateLimited),
             ("ImagePullBackOff", "pull QPS exceeded", Transient, ImagePullRateLimited),
             ("ErrImagePull", "registry says: rate limit reached", Transient, ImagePullRateLimited),
-            ("ErrImagePull", "received unexpected HTTP status: 503 Service Unavailable", Transient, ImagePullRateLimited),
+            (
+                "ErrImagePull",
+                "received unexpected HTTP status: 503 Service Unavailable",
+                Transient,
+                ImagePullRateLimited,
+            ),
             ("ErrImagePull", "dial tcp: i/o timeout", Transient, ImagePullRateLimited),
             ("InvalidImageName", "couldn't parse image name", Permanent, InvalidImageName),
             ("ErrImageNeverPull", "image not present with pull policy Never", Permanent, ErrImageNeverPull),
@@ -269,8 +284,10 @@ mod tests {
 
     #[test]
     fn unschedulable_surfaces_the_schedulers_message() {
-        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."}]}));
+        let p = pod(
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."}]}),
+        );
         let w = expect_wait(&p);
         assert_eq!((w.class, w.reason), (WaitClass::Transient, Reason::Unschedulable));
         assert!(w.message.contains("didn't match Pod's node affinity"));
@@ -293,7 +310,8 @@ mod tests {
     #[test]
     fn started_pods() {
         assert_eq!(classify(&pod(json!({"phase": "Running"}))), PodState::Running);
-        let all_running = scheduled(json!([{"name": "main", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+        let all_running =
+            scheduled(json!([{"name": "main", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {}}}]));
         assert_eq!(classify(&all_running), PodState::Running, "pending phase but running containers counts as started");
     }
@@ -301,9 +319,11 @@ mod tests {
     #[test]
     fn finished_pods() {
         let done = |phase: &str, code: i32, reason: Option<&str>| {
-            pod(json!({"phase": phase, "reason": reason, "message": reason.map(|_| "The node was low on resource: memory."),
+            pod(
+                json!({"phase": phase, "reason": reason, "message": reason.map(|_| "The node was low on resource: memory."),
                 "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
-                "state": {"terminated": {"exitCode": code, "message": "bye"}}}]}))
+                "state": {"terminated": {"exitCode": code, "message": "bye"}}}]}),
+            )
         };
         assert_eq!(
             classify(&done("Succeeded", 0, None)),
@@ -313,9 +333,15 @@ mod tests {
             classify(&done("Failed", 3, None)),
             PodState::Failed(Failure::Exit(Termination { exit_code: Some(3), message: Some("bye".into()) }))
         );
-        assert!(matches!(classify(&done("Failed", 137, Some("Evicted"))), PodState::Failed(Failure::Evicted(m)) if m.contains("low on resource")));
-        assert_eq!(classify(&done("Failed", 137, Some("DeadlineExceeded"))), PodState::Failed(Failure::DeadlineExceeded));
-        let no_containers = pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough cpu"}));
+        assert!(
+            matches!(classify(&done("Failed", 137, Some("Evicted"))), PodState::Failed(Failure::Evicted(m)) if m.contains("low on resource"))
+        );
+        assert_eq!(
+            classify(&done("Failed", 137, Some("DeadlineExceeded"))),
+            PodState::Failed(Failure::DeadlineExceeded)
+        );
+        let no_containers =
+            pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough cpu"}));
         assert!(matches!(classify(&no_containers), PodState::Failed(Failure::Evicted(_))));
     }
 

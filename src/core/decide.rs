@@ -47,8 +47,13 @@ pub fn decide_create_failure(task: &PodTask, error: &CreateError, now: Timestamp
     match error {
         CreateError::Invalid(m) => d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}")),
         CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
+        CreateError::Conflict(m) => d.fail(Reason::PodConflict, m.clone()),
         CreateError::Quota(m) => {
-            d.set(Phase::Pending, Reason::QuotaExceeded, format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"));
+            d.set(
+                Phase::Pending,
+                Reason::QuotaExceeded,
+                format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"),
+            );
             d.requeue(retry_at);
         }
         CreateError::OperatorForbidden(m) => {
@@ -138,8 +143,12 @@ impl<'a> Decision<'a> {
 
     /// The task is over: clean up pods per policy and honour ttlAfterFinished.
     fn finished(&mut self) {
-        let Some(ttl) = self.task.spec.ttl_after_finished else { return };
-        let Some(done) = self.status.completion_time.as_ref().map(|t| t.0) else { return };
+        let Some(ttl) = self.task.spec.ttl_after_finished else {
+            return;
+        };
+        let Some(done) = self.status.completion_time.as_ref().map(|t| t.0) else {
+            return;
+        };
         let expires = deadline::after(done, ttl.as_std());
         if expires <= self.now {
             self.plan.delete_task = true;
@@ -159,11 +168,11 @@ impl<'a> Decision<'a> {
             };
             return self.fail(Reason::DeadlineExceeded, msg);
         }
-        if let Some(next) = self.status.next_attempt_time.as_ref().map(|t| t.0).filter(|_| self.current > 0) {
-            if next > self.now {
-                self.requeue_deadline();
-                return self.requeue(next);
-            }
+        if let Some(next) = self.status.next_attempt_time.as_ref().map(|t| t.0).filter(|_| self.current > 0)
+            && next > self.now
+        {
+            self.requeue_deadline();
+            return self.requeue(next);
         }
         let attempt = self.current + 1;
         let first_start = self.first_start.unwrap_or(self.now_s);
@@ -190,7 +199,13 @@ impl<'a> Decision<'a> {
             if !self.fresh {
                 return self.verify(expected);
             }
-            return self.end_attempt(None, Reason::PodLost, format!("pod {expected} disappeared before it finished"), None, false);
+            return self.end_attempt(
+                None,
+                Reason::PodLost,
+                format!("pod {expected} disappeared before it finished"),
+                None,
+                false,
+            );
         };
         if self.status.attempt < attempt {
             // A pod status does not know about yet: created by this operator moments ago, or before a restart.
@@ -204,32 +219,57 @@ impl<'a> Decision<'a> {
         let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
         if !over && pod.metadata.deletion_timestamp.is_some() {
             // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
-            return self.end_attempt(Some(pod), Reason::PodLost, format!("pod {} was deleted by someone else", pod.name_any()), None, false);
+            return self.end_attempt(
+                Some(pod),
+                Reason::PodLost,
+                format!("pod {} was deleted by someone else", pod.name_any()),
+                None,
+                false,
+            );
         }
         if !over && self.deadline_passed() {
             if !self.fresh {
                 return self.verify(pod.name_any());
             }
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
-            return self.end_attempt(Some(pod), Reason::DeadlineExceeded, format!("the deadline {when} passed; pod deleted"), None, false);
+            return self.end_attempt(
+                Some(pod),
+                Reason::DeadlineExceeded,
+                format!("the deadline {when} passed; pod deleted"),
+                None,
+                false,
+            );
         }
         match state {
             PodState::Succeeded(t) => self.succeed(pod, t),
             PodState::Failed(Failure::Exit(t)) => {
                 let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
                 let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                self.end_attempt(Some(pod), Reason::PodFailed, format!("pod {} exited with {code}{detail}", pod.name_any()), Some(t), false)
+                self.end_attempt(
+                    Some(pod),
+                    Reason::PodFailed,
+                    format!("pod {} exited with {code}{detail}", pod.name_any()),
+                    Some(t),
+                    false,
+                )
             }
             PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(
                 Some(pod),
                 Reason::DeadlineExceeded,
-                format!("the kubelet stopped pod {} at its activeDeadlineSeconds (the task's deadline)", pod.name_any()),
+                format!(
+                    "the kubelet stopped pod {} at its activeDeadlineSeconds (the task's deadline)",
+                    pod.name_any()
+                ),
                 None,
                 false,
             ),
-            PodState::Failed(Failure::Evicted(m)) => {
-                self.end_attempt(Some(pod), Reason::Evicted, format!("pod {} was evicted: {m}", pod.name_any()), None, false)
-            }
+            PodState::Failed(Failure::Evicted(m)) => self.end_attempt(
+                Some(pod),
+                Reason::Evicted,
+                format!("pod {} was evicted: {m}", pod.name_any()),
+                None,
+                false,
+            ),
             PodState::Running => {
                 self.set(Phase::Running, Reason::Running, format!("pod {} is running", pod.name_any()));
                 self.status.startup_deadline = None;
@@ -255,7 +295,13 @@ impl<'a> Decision<'a> {
                     if !self.fresh {
                         return self.verify(name);
                     }
-                    return self.end_attempt(Some(pod), w.reason, format!("pod {name} cannot start: {}", w.message), None, false);
+                    return self.end_attempt(
+                        Some(pod),
+                        w.reason,
+                        format!("pod {name} cannot start: {}", w.message),
+                        None,
+                        false,
+                    );
                 }
                 self.requeue(give_up);
             }
@@ -266,7 +312,9 @@ impl<'a> Decision<'a> {
                     }
                     let rate_limited = self.rate_limited_this_attempt(&w);
                     let (reason, what) = match w.reason {
-                        Reason::ImagePullBackOff | Reason::ImagePullRateLimited => (Reason::ImagePullTimeout, "pulling images"),
+                        Reason::ImagePullBackOff | Reason::ImagePullRateLimited => {
+                            (Reason::ImagePullTimeout, "pulling images")
+                        }
                         Reason::Unschedulable | Reason::Scheduling => (Reason::Unschedulable, "a node"),
                         _ => (Reason::StartupTimeout, "its containers to start"),
                     };
@@ -289,7 +337,8 @@ impl<'a> Decision<'a> {
         if self.rate_limited_this_attempt(&w) && w.reason == Reason::ImagePullBackOff {
             // The kubelet alternates ErrImagePull (with the registry's 429) and ImagePullBackOff (without it):
             // keep showing the rate limit and the registry's words rather than flapping.
-            let message = self.old.message.clone().unwrap_or_else(|| format!("waiting for pod {name} to start: {}", w.message));
+            let message =
+                self.old.message.clone().unwrap_or_else(|| format!("waiting for pod {name} to start: {}", w.message));
             self.set(Phase::Starting, Reason::ImagePullRateLimited, message);
         } else {
             self.set(Phase::Starting, w.reason, format!("waiting for pod {name} to start: {}", w.message));
@@ -309,12 +358,23 @@ impl<'a> Decision<'a> {
         self.record(Some(pod), Outcome::Succeeded, Reason::Completed, None, Some(&t));
         self.status.exit_code = t.exit_code;
         self.status.termination_message = t.message;
-        self.set(Phase::Succeeded, Reason::Completed, format!("pod {} succeeded (attempt {})", pod.name_any(), self.current));
+        self.set(
+            Phase::Succeeded,
+            Reason::Completed,
+            format!("pod {} succeeded (attempt {})", pod.name_any(), self.current),
+        );
         self.complete();
     }
 
     /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
-    fn end_attempt(&mut self, pod: Option<&Pod>, reason: Reason, message: String, exit: Option<Termination>, rate_limited: bool) {
+    fn end_attempt(
+        &mut self,
+        pod: Option<&Pod>,
+        reason: Reason,
+        message: String,
+        exit: Option<Termination>,
+        rate_limited: bool,
+    ) {
         self.record(pod, Outcome::Failed, reason, Some(&message), exit.as_ref());
         self.status.exit_code = exit.as_ref().and_then(|t| t.exit_code);
         self.status.termination_message = exit.and_then(|t| t.message);
@@ -326,11 +386,17 @@ impl<'a> Decision<'a> {
             let next = deadline::whole_second_ceil(deadline::after(self.now, wait));
             match self.deadline {
                 Some(d) if next >= d => {
-                    let msg = format!("{message}; not retried: attempt {} would start at {next}, after the deadline {d}", attempt + 1);
+                    let msg = format!(
+                        "{message}; not retried: attempt {} would start at {next}, after the deadline {d}",
+                        attempt + 1
+                    );
                     self.fail(reason, msg);
                 }
                 _ => {
-                    let msg = format!("attempt {attempt} ended with {reason}: {message}; attempt {} starts at {next}", attempt + 1);
+                    let msg = format!(
+                        "attempt {attempt} ended with {reason}: {message}; attempt {} starts at {next}",
+                        attempt + 1
+                    );
                     self.set(Phase::Pending, Reason::BackingOff, msg);
                     self.status.next_attempt_time = Some(Time(next));
                     self.requeue(next);
@@ -343,7 +409,8 @@ impl<'a> Decision<'a> {
 
     /// The task failed for good.
     fn fail(&mut self, reason: Reason, message: String) {
-        let history: Vec<String> = self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
+        let history: Vec<String> =
+            self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
         let message = match history.len() {
             0 => message,
             n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
@@ -365,7 +432,14 @@ impl<'a> Decision<'a> {
         }
     }
 
-    fn record(&mut self, pod: Option<&Pod>, outcome: Outcome, reason: Reason, message: Option<&str>, exit: Option<&Termination>) {
+    fn record(
+        &mut self,
+        pod: Option<&Pod>,
+        outcome: Outcome,
+        reason: Reason,
+        message: Option<&str>,
+        exit: Option<&Termination>,
+    ) {
         let pod_name = pod.map(|p| p.name_any()).or_else(|| self.status.pod_name.clone()).unwrap_or_default();
         self.status.attempts.push(AttemptRecord {
             attempt: self.current,
@@ -445,8 +519,12 @@ impl<'a> Decision<'a> {
             return;
         }
         let Some(reason) = new.reason else { return };
-        let warning = new.phase == Phase::Failed || (new.phase == Phase::Pending && reason == Reason::BackingOff)
-            || matches!(reason, Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError);
+        let warning = new.phase == Phase::Failed
+            || (new.phase == Phase::Pending && reason == Reason::BackingOff)
+            || matches!(
+                reason,
+                Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError
+            );
         let note = new.message.clone().unwrap_or_default();
         self.plan.events.push(Event::about(reason, warning, note, "Reconcile"));
     }

@@ -126,9 +126,10 @@ fn cleanup_policy_table() {
         ("Keep", "Failed", 2, false),
     ];
     for (policy, phase, code, want) in cases {
-        let task = reported(task(json!({"cleanup": policy, "retry": {"limit": 0}})), Phase::Running, Reason::Running, t(0));
+        let task =
+            reported(task(json!({"cleanup": policy, "retry": {"limit": 0}})), Phase::Running, Reason::Running, t(0));
         let pod = pod_at(&task, 1, t(0), exited(phase, code, ""));
-        let plan = cached(&task, &[pod.clone()], t(30));
+        let plan = cached(&task, std::slice::from_ref(&pod), t(30));
         assert_eq!(!plan.delete.is_empty(), want, "{policy} / {phase}");
         // and once finished, the same policy holds on every later look
         let later = cached(&after(&task, &plan), &[pod], t(60));
@@ -151,16 +152,17 @@ fn a_non_zero_exit_fails_with_code_and_message_and_is_not_retried_by_default() {
 
 #[test]
 fn a_non_zero_exit_is_retried_when_asked() {
-    let task = reported(task(json!({"retry": {"limit": 1, "reasons": ["PodFailed"]}})), Phase::Running, Reason::Running, t(0));
+    let task =
+        reported(task(json!({"retry": {"limit": 1, "reasons": ["PodFailed"]}})), Phase::Running, Reason::Running, t(0));
     let pod = pod_at(&task, 1, t(0), exited("Failed", 1, "flaky"));
-    let plan = cached(&task, &[pod.clone()], t(30));
+    let plan = cached(&task, std::slice::from_ref(&pod), t(30));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Pending, Some(Reason::BackingOff)));
     assert_eq!(plan.status.next_attempt_time, Some(Time(t(40))), "default backoff 10s");
     assert_eq!(plan.requeue_at, Some(t(40)));
     assert_eq!(plan.status.exit_code, Some(1));
     // attempt 2 fails too: the limit is reached
     let task2 = after(&task, &plan);
-    let second = cached(&task2, &[pod.clone()], t(40));
+    let second = cached(&task2, std::slice::from_ref(&pod), t(40));
     let pod2 = pod_at(&task2, 2, t(40), exited("Failed", 1, "flaky again"));
     assert_eq!(second.create.as_ref().and_then(|p| p.metadata.name.as_deref()), Some(P2));
     let last = cached(&task2, &[pod, pod2], t(60));
@@ -171,8 +173,13 @@ fn a_non_zero_exit_is_retried_when_asked() {
 #[test]
 fn eviction_is_retried_and_counted_once() {
     let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
-    let evicted = pod_at(&task, 1, t(0), json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}));
-    let plan = cached(&task, &[evicted.clone()], t(30));
+    let evicted = pod_at(
+        &task,
+        1,
+        t(0),
+        json!({"phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."}),
+    );
+    let plan = cached(&task, std::slice::from_ref(&evicted), t(30));
     assert_eq!(reason(&plan), Some(Reason::BackingOff));
     assert_eq!(plan.status.attempts[0].reason, Reason::Evicted);
     assert!(plan.status.message.as_deref().unwrap().contains("low on resource"));
@@ -183,8 +190,14 @@ fn eviction_is_retried_and_counted_once() {
 
 #[test]
 fn kubelet_active_deadline_is_reported_as_deadline_exceeded() {
-    let task = reported(task(json!({"executionTimeout": "1m", "retry": {"limit": 5}})), Phase::Running, Reason::Running, t(0));
-    let killed = pod_at(&task, 1, t(0), json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}));
+    let task =
+        reported(task(json!({"executionTimeout": "1m", "retry": {"limit": 5}})), Phase::Running, Reason::Running, t(0));
+    let killed = pod_at(
+        &task,
+        1,
+        t(0),
+        json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active on the node longer than the specified deadline"}),
+    );
     let plan = cached(&task, &[killed], t(61));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
 }
@@ -203,7 +216,12 @@ fn at_the_deadline_the_cache_is_not_trusted_the_pod_is_read_fresh() {
 
 #[test]
 fn at_the_deadline_the_pod_is_deleted_and_the_task_fails_without_retry() {
-    let task = reported(task(json!({"executionTimeout": "1m", "retry": {"limit": 5, "reasons": ["PodFailed", "PodLost"]}})), Phase::Running, Reason::Running, t(0));
+    let task = reported(
+        task(json!({"executionTimeout": "1m", "retry": {"limit": 5, "reasons": ["PodFailed", "PodLost"]}})),
+        Phase::Running,
+        Reason::Running,
+        t(0),
+    );
     let pod = pod_at(&task, 1, t(0), running());
     let plan = fresh(&task, &[pod], t(60));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
@@ -254,7 +272,12 @@ fn a_restarted_operator_recovers_the_start_from_the_pod_when_status_was_never_wr
 
 #[test]
 fn a_retry_that_would_start_after_the_deadline_is_not_started() {
-    let task = reported(task(json!({"executionTimeout": "2m", "startupTimeout": "1m", "retry": {"backoff": {"initial": "90s"}}})), Phase::Starting, Reason::ImagePullBackOff, t(0));
+    let task = reported(
+        task(json!({"executionTimeout": "2m", "startupTimeout": "1m", "retry": {"backoff": {"initial": "90s"}}})),
+        Phase::Starting,
+        Reason::ImagePullBackOff,
+        t(0),
+    );
     let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image"));
     let plan = fresh(&task, &[pod], t(60));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::ImagePullTimeout)));
@@ -306,7 +329,12 @@ fn the_deadline_also_ends_a_backoff() {
 #[test]
 fn a_rate_limited_pull_is_a_transient_wait_shown_as_such() {
     let task = reported(task(json!({})), Phase::Starting, Reason::ContainerCreating, t(0));
-    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ErrImagePull", "toomanyrequests: You have reached your pull rate limit"));
+    let pod = pod_at(
+        &task,
+        1,
+        t(0),
+        scheduled_waiting("ErrImagePull", "toomanyrequests: You have reached your pull rate limit"),
+    );
     let plan = cached(&task, &[pod], t(20));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Starting, Some(Reason::ImagePullRateLimited)));
     assert!(plan.status.message.as_deref().unwrap().contains("toomanyrequests"));
@@ -392,7 +420,9 @@ fn a_pull_that_never_recovers_fails_naming_every_attempt() {
     }
     let s = task.status.unwrap();
     assert_eq!((s.phase, s.reason), (Phase::Failed, Some(Reason::ImagePullTimeout)));
-    assert!(s.message.unwrap().contains("after 3 attempts: #1 ImagePullTimeout, #2 ImagePullTimeout, #3 ImagePullTimeout"));
+    assert!(
+        s.message.unwrap().contains("after 3 attempts: #1 ImagePullTimeout, #2 ImagePullTimeout, #3 ImagePullTimeout")
+    );
     assert!(pods.is_empty(), "every timed-out pod was deleted");
 }
 
@@ -407,7 +437,9 @@ fn startup_timeout_counts_from_pod_creation_so_a_restart_does_not_reset_it() {
 
 #[test]
 fn permanent_image_errors_fail_at_once_without_retry() {
-    for (kubelet, want) in [("InvalidImageName", Reason::InvalidImageName), ("ErrImageNeverPull", Reason::ErrImageNeverPull)] {
+    for (kubelet, want) in
+        [("InvalidImageName", Reason::InvalidImageName), ("ErrImageNeverPull", Reason::ErrImageNeverPull)]
+    {
         let task = reported(task(json!({"retry": {"limit": 5}})), Phase::Starting, Reason::ContainerCreating, t(0));
         let pod = pod_at(&task, 1, t(0), scheduled_waiting(kubelet, "couldn't parse image name"));
         let plan = cached(&task, &[pod], t(3));
@@ -419,7 +451,8 @@ fn permanent_image_errors_fail_at_once_without_retry() {
 #[test]
 fn a_config_error_fails_after_the_grace_with_the_kubelets_message() {
     let task = reported(task(json!({})), Phase::Starting, Reason::ContainerCreating, t(0));
-    let pod = pod_at(&task, 1, t(0), scheduled_waiting("CreateContainerConfigError", "secret \"db-password\" not found"));
+    let pod =
+        pod_at(&task, 1, t(0), scheduled_waiting("CreateContainerConfigError", "secret \"db-password\" not found"));
     let early = cached(&task, std::slice::from_ref(&pod), t(10));
     assert_eq!((early.status.phase, reason(&early)), (Phase::Starting, Some(Reason::CreateContainerConfigError)));
     assert_eq!(early.requeue_at, Some(t(30)), "looks again when the 30s grace ends");
@@ -433,8 +466,13 @@ fn a_config_error_fails_after_the_grace_with_the_kubelets_message() {
 #[test]
 fn unschedulable_surfaces_the_schedulers_message_while_waiting() {
     let task = reported(task(json!({})), Phase::Starting, Reason::Scheduling, t(0));
-    let pod = pod_at(&task, 1, t(0), json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-        "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}));
+    let pod = pod_at(
+        &task,
+        1,
+        t(0),
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+        "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}]}),
+    );
     let plan = cached(&task, &[pod], t(10));
     assert_eq!(reason(&plan), Some(Reason::Unschedulable));
     assert!(plan.status.message.as_deref().unwrap().contains("Insufficient cpu"));
@@ -540,7 +578,8 @@ fn a_task_being_deleted_is_left_to_garbage_collection() {
 
 #[test]
 fn the_attempt_history_is_bounded() {
-    let mut task = task(json!({"retry": {"limit": 30, "reasons": ["PodFailed"], "backoff": {"initial": "1s", "factor": 1}}}));
+    let mut task =
+        task(json!({"retry": {"limit": 30, "reasons": ["PodFailed"], "backoff": {"initial": "1s", "factor": 1}}}));
     let mut now = 0;
     for attempt in 1..=25 {
         let pod = pod_at(&task, attempt, t(now), exited("Failed", 1, ""));
@@ -581,15 +620,28 @@ fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
 #[test]
 fn create_refusals_table() {
     let task = task(json!({}));
-    let invalid = decide_create_failure(&task, &CreateError::Invalid("spec.containers[0].image: Required value".into()), t(0), &cfg());
+    let invalid = decide_create_failure(
+        &task,
+        &CreateError::Invalid("spec.containers[0].image: Required value".into()),
+        t(0),
+        &cfg(),
+    );
     assert_eq!((invalid.status.phase, reason(&invalid)), (Phase::Failed, Some(Reason::InvalidSpec)));
     assert!(invalid.status.message.as_deref().unwrap().contains("Required value"));
     let denied = decide_create_failure(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0), &cfg());
     assert_eq!((denied.status.phase, reason(&denied)), (Phase::Failed, Some(Reason::Forbidden)));
+    let conflict = decide_create_failure(
+        &task,
+        &CreateError::Conflict("pod job-0f0f0-1 exists and belongs to something else".into()),
+        t(0),
+        &cfg(),
+    );
+    assert_eq!((conflict.status.phase, reason(&conflict)), (Phase::Failed, Some(Reason::PodConflict)));
     let quota = decide_create_failure(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0), &cfg());
     assert_eq!((quota.status.phase, reason(&quota)), (Phase::Pending, Some(Reason::QuotaExceeded)));
     assert_eq!(quota.requeue_at, Some(t(15)), "waits, never a hot loop");
-    let rbac = decide_create_failure(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0), &cfg());
+    let rbac =
+        decide_create_failure(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0), &cfg());
     assert_eq!(rbac.status, PodTaskStatus::default(), "the task is not at fault");
     assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
     let transient = decide_create_failure(&task, &CreateError::Transient("etcd timeout".into()), t(0), &cfg());

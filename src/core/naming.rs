@@ -20,7 +20,8 @@ const MAX_NAME: usize = 63;
 /// The pod name for `attempt` of the task `task_name` with UID `task_uid`: `<name>-<uid prefix>-<attempt>`,
 /// shortened to 63 characters. The UID prefix keeps a recreated task from colliding with its predecessor's pods.
 pub fn pod_name(task_name: &str, task_uid: &str, attempt: u32) -> String {
-    let uid: String = task_uid.chars().filter(char::is_ascii_alphanumeric).take(5).collect::<String>().to_ascii_lowercase();
+    let uid: String =
+        task_uid.chars().filter(char::is_ascii_alphanumeric).take(5).collect::<String>().to_ascii_lowercase();
     let suffix = format!("-{uid}-{attempt}");
     let room = MAX_NAME - suffix.len();
     let base = trim_to(task_name, room);

@@ -3,7 +3,10 @@
 use std::collections::BTreeMap;
 
 use crate::jiff::Timestamp;
-use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}};
+use k8s_openapi::{
+    api::core::v1::Pod,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
+};
 use kube::{Resource, ResourceExt};
 
 use super::{deadline, naming};
@@ -11,7 +14,13 @@ use crate::crd::PodTask;
 
 /// The pod for `attempt`: the user's template with podtask's name, labels, annotations and owner added,
 /// restartPolicy Never, and activeDeadlineSeconds no later than the task's deadline (the kubelet's backstop).
-pub fn build(task: &PodTask, attempt: u32, first_start: Timestamp, task_deadline: Option<Timestamp>, now: Timestamp) -> Pod {
+pub fn build(
+    task: &PodTask,
+    attempt: u32,
+    first_start: Timestamp,
+    task_deadline: Option<Timestamp>,
+    now: Timestamp,
+) -> Pod {
     let template = task.spec.template.clone();
     let meta = template.metadata.unwrap_or_default();
     let uid = task.uid().unwrap_or_default();
@@ -42,7 +51,9 @@ pub fn build(task: &PodTask, attempt: u32, first_start: Timestamp, task_deadline
             labels: Some(labels),
             annotations: Some(annotations),
             // controller + blockOwnerDeletion: deleting the PodTask deletes its pods, foreground deletion waits.
-            owner_references: task.controller_owner_ref(&()).map(|o| vec![OwnerReference { block_owner_deletion: Some(true), ..o }]),
+            owner_references: task
+                .controller_owner_ref(&())
+                .map(|o| vec![OwnerReference { block_owner_deletion: Some(true), ..o }]),
             ..Default::default()
         },
         spec: Some(spec),

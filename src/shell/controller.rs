@@ -1,0 +1,101 @@
+//! Wiring: watches (PodTasks, and podtask's own pods by label), the controller loop, graceful shutdown.
+
+use std::sync::Arc;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Config as ControllerConfig,
+        events::{Recorder, Reporter},
+        reflector::{self, Store},
+        watcher,
+    },
+};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    context::{Clock, Context},
+    metrics::Metrics,
+    reconciler::{error_policy, reconcile},
+};
+use crate::{
+    core::{self, naming},
+    crd::PodTask,
+};
+
+/// What the controller needs from `podtask run`.
+pub struct Settings {
+    /// None: all namespaces.
+    pub namespace: Option<String>,
+    pub config: core::Config,
+    pub concurrency: u16,
+    pub reporter_instance: String,
+}
+
+/// Watches one scope (a namespace or the whole cluster) and reconciles until `shutdown` resolves.
+/// `ready` turns true once both watch caches have synced.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    ready: watch::Sender<bool>,
+    tasks_store: Arc<std::sync::Mutex<Vec<Store<PodTask>>>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (tasks_api, pods_api): (Api<PodTask>, Api<Pod>) = match &settings.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+
+    // Only podtask's pods, without managedFields: the cache stays proportional to podtask's own work.
+    let (pod_reader, pod_writer) = reflector::store();
+    let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
+    let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
+        .default_backoff()
+        .modify(|p: &mut Pod| {
+            p.managed_fields_mut().clear();
+        })
+        .reflect(pod_writer)
+        .touched_objects();
+
+    let controller = Controller::new(tasks_api, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .owns_stream(pod_stream)
+        .graceful_shutdown_on(shutdown);
+    let tasks_reader = controller.store();
+    tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
+
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: "podtask".into(), instance: Some(settings.reporter_instance.clone()) },
+    );
+    let ctx = Arc::new(Context { client, pods: pod_reader.clone(), recorder, config: settings.config, metrics, clock });
+
+    let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());
+    tokio::spawn(async move {
+        let (a, b) = future::join(tasks_reader.wait_until_ready(), pod_reader.wait_until_ready()).await;
+        if a.is_ok() && b.is_ok() {
+            info!(%scope, "watch caches synced");
+            let _ = ready.send(true);
+        }
+    });
+
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
+                    other => warn!(error = %other, "controller"),
+                }
+            }
+            future::ready(())
+        })
+        .await;
+    info!("controller stopped");
+}

@@ -1,0 +1,12 @@
+//! The shell: everything that talks to the API server, the network or the process.
+
+pub mod context;
+pub mod controller;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod preflight;
+pub mod reconciler;
+pub mod run;
+pub mod telemetry;

@@ -1,0 +1,223 @@
+//! `podtask run`: flags, preflight checks, the HTTP endpoints, leader election, and the controllers.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use clap::Args;
+use futures::future;
+use kube::{Client, runtime::reflector::Store};
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use super::{
+    context::system_clock,
+    controller::{self, Settings},
+    error::StartupError,
+    http::{self, Probe},
+    leader::{self, LeaseSettings},
+    metrics::Metrics,
+    preflight,
+    telemetry::{self, LogFormat},
+};
+use crate::{core, crd::PodTask, duration::Duration};
+
+/// Settings of `podtask run`. Every flag can also be set through the environment variable shown.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces to watch, comma-separated. Empty: all namespaces.
+    #[arg(long, env = "PODTASK_NAMESPACES", value_delimiter = ',', default_value = "")]
+    pub namespaces: Vec<String>,
+
+    /// Startup timeout for tasks that don't set spec.startupTimeout.
+    #[arg(long, env = "PODTASK_DEFAULT_STARTUP_TIMEOUT", default_value = "5m")]
+    pub default_startup_timeout: Duration,
+
+    /// How long a CreateContainerConfigError (missing Secret/ConfigMap) may last before the task fails.
+    #[arg(long, env = "PODTASK_CONFIG_ERROR_GRACE", default_value = "30s")]
+    pub config_error_grace: Duration,
+
+    /// Least wait before retrying an attempt whose image pull was rate-limited by the registry.
+    #[arg(long, env = "PODTASK_MIN_RATE_LIMIT_BACKOFF", default_value = "1m")]
+    pub min_rate_limit_backoff: Duration,
+
+    /// PodTasks reconciled in parallel.
+    #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// Hold a Lease before reconciling, so that of several replicas only one acts.
+    #[arg(long, env = "PODTASK_LEADER_ELECT", default_value_t = false)]
+    pub leader_elect: bool,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "PODTASK_LEASE_NAME", default_value = "podtask")]
+    pub lease_name: String,
+
+    /// Namespace of the Lease (the operator's own namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// How long a lease holder that stopped renewing keeps the lease.
+    #[arg(long, env = "PODTASK_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: Duration,
+
+    /// This replica's identity in the Lease and in Events (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Address for /metrics, /healthz and /readyz.
+    #[arg(long, env = "PODTASK_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "PODTASK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Log level or filter (`info`, `debug`, `podtask=debug,kube=warn`).
+    #[arg(long, env = "PODTASK_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Skip the RBAC self-check at startup.
+    #[arg(long, env = "PODTASK_SKIP_RBAC_CHECK", default_value_t = false)]
+    pub skip_rbac_check: bool,
+}
+
+impl RunArgs {
+    fn scopes(&self) -> Vec<Option<String>> {
+        let named: Vec<String> =
+            self.namespaces.iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+        if named.is_empty() { vec![None] } else { named.into_iter().map(Some).collect() }
+    }
+
+    fn core_config(&self) -> core::Config {
+        core::Config {
+            startup_timeout: self.default_startup_timeout.as_std(),
+            config_error_grace: self.config_error_grace.as_std(),
+            min_rate_limit_backoff: self.min_rate_limit_backoff.as_std(),
+            ..core::Config::default()
+        }
+    }
+
+    fn identity(&self) -> String {
+        self.identity
+            .clone()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("podtask-{}", std::process::id()))
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<(), StartupError> {
+    telemetry::init(args.log_format, &args.log_level).map_err(StartupError::Config)?;
+    let scopes = args.scopes();
+    let lease_ns = match (args.leader_elect, &args.lease_namespace) {
+        (true, None) => {
+            return Err(StartupError::Config("--leader-elect needs --lease-namespace (or POD_NAMESPACE)".into()));
+        }
+        (true, Some(ns)) => Some(ns.clone()),
+        (false, _) => None,
+    };
+
+    let client = Client::try_default().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
+    preflight::check_api(&client, &scopes).await?;
+    if !args.skip_rbac_check {
+        preflight::check_rbac(&client, &scopes, lease_ns.as_deref()).await?;
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let stores: Arc<std::sync::Mutex<Vec<Store<PodTask>>>> = Arc::default();
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let probe_stores = stores.clone();
+    let probe_metrics = metrics.clone();
+    let probe = Probe {
+        metrics: metrics.clone(),
+        ready: ready_rx,
+        before_scrape: Arc::new(move || {
+            let stores = probe_stores.lock().expect("store list lock");
+            let tasks: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
+            probe_metrics.count_phases(tasks.iter().map(|t| phase_name(t)));
+        }),
+    };
+    let addr = args.http_addr;
+    let http = tokio::spawn(async move { http::serve(addr, probe).await });
+    tokio::task::yield_now().await;
+    if http.is_finished() {
+        let e = http.await.map_err(|e| StartupError::Other(e.to_string()))?;
+        return Err(StartupError::Config(format!("cannot serve on --http-addr {addr}: {e:?}")));
+    }
+
+    let identity = args.identity();
+    if let Some(ns) = lease_ns {
+        // A standby is healthy and ready while it waits: it is doing its job.
+        let _ = ready_tx.send(true);
+        let lease = LeaseSettings {
+            name: args.lease_name.clone(),
+            namespace: ns,
+            identity: identity.clone(),
+            duration: args.lease_duration.as_std(),
+        };
+        let held = tokio::select! {
+            held = leader::acquire(client.clone(), &lease) => held?,
+            _ = shutdown_signal() => { info!("shutting down before becoming leader"); return Ok(()); }
+        };
+        let _ = ready_tx.send(false);
+        tokio::spawn(leader::exit_when_lost(held));
+    }
+    metrics.leader.set(1);
+
+    info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let ready_tx = Arc::new(ready_tx);
+    let mut synced = vec![];
+    let controllers = scopes.into_iter().map(|scope| {
+        let (tx, rx) = watch::channel(false);
+        synced.push(rx);
+        let mut stop = stop_rx.clone();
+        let settings = Settings {
+            namespace: scope,
+            config: args.core_config(),
+            concurrency: args.concurrency,
+            reporter_instance: identity.clone(),
+        };
+        controller::run(client.clone(), settings, metrics.clone(), system_clock(), tx, stores.clone(), async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+    });
+    let all = future::join_all(controllers);
+    tokio::spawn(async move {
+        for mut rx in synced {
+            let _ = rx.wait_for(|r| *r).await;
+        }
+        let _ = ready_tx.send(true);
+    });
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("signal received: finishing in-flight reconciles, then exiting");
+        let _ = stop_tx.send(true);
+    });
+    all.await;
+    Ok(())
+}
+
+fn phase_name(t: &PodTask) -> &'static str {
+    use crate::crd::Phase::*;
+    match t.status.as_ref().map(|s| s.phase).unwrap_or_default() {
+        Pending => "Pending",
+        Starting => "Starting",
+        Running => "Running",
+        Succeeded => "Succeeded",
+        Failed => "Failed",
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot listen for SIGTERM");
+            return future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
