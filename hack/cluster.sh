@@ -157,6 +157,7 @@ EOF
 	local targets=()
 	local b
 	for b in "${bins[@]}"; do targets+=("k8s.io/kubernetes/cmd/$b"); done
+	# shellcheck disable=SC2016 # $1.. expand in the inner bash
 	run_build "kubernetes $K8S_VERSION" "$dir/build.log" \
 		bash -c 'cd "$1" && shift && exec go build -v -trimpath -ldflags "$@"' _ "$dir/src" "$ldflags" -o "$dir/bin/" "${targets[@]}"
 	for b in "${bins[@]}"; do [[ -x $dir/bin/$b ]] || die "missing $dir/bin/$b after build"; done
@@ -186,6 +187,7 @@ EOF
 		"go.etcd.io/etcd/api/v3@$ETCD_VERSION" "go.etcd.io/etcd/client/v3@$ETCD_VERSION" \
 		"go.etcd.io/etcd/client/pkg/v3@$ETCD_VERSION" "go.etcd.io/etcd/pkg/v3@$ETCD_VERSION" &&
 		go mod tidy) >"$dir/tidy.log" 2>&1 || fail_step "etcd go get" "$dir/tidy.log" "resolving modules failed"
+	# shellcheck disable=SC2016 # $1.. expand in the inner bash
 	run_build "etcd $ETCD_VERSION" "$dir/build.log" \
 		bash -c 'cd "$1" && exec go build -v -trimpath -ldflags "-s -w" -o "$2/etcd" go.etcd.io/etcd/server/v3' _ "$dir/src" "$dir/bin"
 	touch "$dir/bin/.complete"
@@ -690,3 +692,4 @@ main() {
 }
 
 main "$@"
+exit
