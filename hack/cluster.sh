@@ -7,6 +7,7 @@
 #                                create kwok nodes, write $STATE/kubeconfig (idempotent)
 #   hack/cluster.sh down         stop everything started by `up`, wipe etcd data (idempotent)
 #   hack/cluster.sh restart      down + up
+#   hack/cluster.sh restart-kwok restart only kwok (reload hack/kwok/*.yaml stages)
 #   hack/cluster.sh status       show component/pid/health state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #   hack/cluster.sh env          print `export ...` lines (KUBECONFIG, PATH)
@@ -666,7 +667,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 main() {
@@ -677,6 +678,11 @@ main() {
 	down) cmd_down ;;
 	restart)
 		cmd_down
+		cmd_up
+		;;
+	restart-kwok)
+		# reload hack/kwok/*.yaml without touching the rest of the cluster
+		stop_component kwok
 		cmd_up
 		;;
 	status) cmd_status ;;
