@@ -287,6 +287,11 @@ pub enum Outcome {
 pub fn definition() -> CustomResourceDefinition {
     let mut crd = PodTask::crd();
     for version in &mut crd.spec.versions {
+        if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
+            let mut value = serde_json::to_value(&*root).expect("schema serializes");
+            kubernetes_formats(&mut value);
+            *root = serde_json::from_value(value).expect("schema deserializes");
+        }
         let template = version
             .schema
             .as_mut()
@@ -302,6 +307,21 @@ pub fn definition() -> CustomResourceDefinition {
         }
     }
     crd
+}
+
+/// schemars writes `format: uint32` for unsigned fields, which Kubernetes does not know; `minimum: 0` already
+/// says it.
+fn kubernetes_formats(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if map.get("format").and_then(serde_json::Value::as_str) == Some("uint32") {
+                map.insert("format".into(), "int32".into());
+            }
+            map.values_mut().for_each(kubernetes_formats);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(kubernetes_formats),
+        _ => {}
+    }
 }
 
 fn strip_descriptions(v: &mut serde_json::Value) {
