@@ -147,7 +147,8 @@ done
 # ------------------------------------------------------------------ CRD, NOTES, docs
 crd_chart="$chart/crds/podtasks.podtask.dev.yaml"
 if [ -f "$crd_chart" ]; then
-  if "$HELM" template podtask "$chart" --include-crds | grep -q '^  name: podtasks.podtask.dev$'; then
+  if "$HELM" template podtask "$chart" --include-crds >"$tmp/with-crds.yaml" &&
+    "$PY" -c 'import sys, yaml; sys.exit(not any(d and d["kind"] == "CustomResourceDefinition" and d["metadata"]["name"] == "podtasks.podtask.dev" for d in yaml.safe_load_all(open(sys.argv[1]))))' "$tmp/with-crds.yaml"; then
     ok "--include-crds renders the PodTask CRD"
   else
     bad "--include-crds does not render the PodTask CRD"
