@@ -638,9 +638,29 @@ stop_component() {
 }
 
 cmd_down() {
-	local i
+	# TERM everything at once (reverse start order), then KILL whatever is left after 5s.
+	local i c pid pids=() names=()
 	for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
-		stop_component "${COMPONENTS[i]}"
+		c=${COMPONENTS[i]}
+		if pid=$(pid_of "$c"); then
+			kill -TERM "$pid" 2>/dev/null || true
+			pids+=("$pid")
+			names+=("$c")
+		fi
+		rm -f "$PIDS/$c.pid"
+	done
+	for ((i = 0; i < 50; i++)); do
+		local alive=0
+		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.1
+	done
+	for i in "${!pids[@]}"; do
+		if kill -0 "${pids[i]}" 2>/dev/null; then
+			log "${names[i]}: still alive 5s after TERM, sending KILL"
+			kill -KILL "${pids[i]}" 2>/dev/null || true
+		fi
+		log "${names[i]}: stopped (pid ${pids[i]})"
 	done
 	rm -rf "$STATE/etcd"
 	log "down: stopped; etcd data removed (pki, logs and kubeconfig kept in $STATE)"
@@ -670,8 +690,23 @@ usage() {
 	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
+# lock: serialize up/down/restart between concurrent callers (several test runs may share a cluster)
+lock_state() {
+	mkdir -p "$STATE"
+	if command -v flock >/dev/null 2>&1; then
+		exec 9>"$STATE/.lock"
+		if ! flock -n 9; then
+			log "waiting for another hack/cluster.sh holding $STATE/.lock"
+			flock -w 600 9 || die "timed out waiting for $STATE/.lock"
+		fi
+	fi
+}
+
 main() {
 	local cmd=${1:-}
+	case $cmd in
+	up | down | restart | restart-kwok) lock_state ;;
+	esac
 	case $cmd in
 	build) cmd_build ;;
 	up) cmd_up ;;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's test command (README "Test it"; .ci/run calls it):
+#   1. lint: cargo fmt --check, cargo clippy -D warnings (skip with PODTASK_SKIP_LINT=1)
+#   2. unit tests: the pure core's tables, the shell against a scripted mock API, CRD drift
+#   3. chart and GitOps checks: helm lint/template, RBAC/security assertions, the Argo CD Lua health check
+#   4. end to end: a real local control plane (built from the Go module proxy on first use and cached under
+#      ~/.cache/podtask), the real podtask binary, every behaviour of the contract
+# The cluster is stopped afterwards unless PODTASK_KEEP_CLUSTER=1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n=== %s (%s)\n' "$1" "$(date +%H:%M:%S)"; }
+started=$SECONDS
+
+if [[ ${PODTASK_SKIP_LINT:-0} != 1 ]]; then
+	step "lint"
+	cargo fmt --check
+	cargo clippy --all-targets --features e2e -- -D warnings
+fi
+
+step "unit tests"
+cargo test
+
+step "control plane"
+hack/cluster.sh build
+hack/cluster.sh up
+# shellcheck source=/dev/null
+source hack/test-env.sh
+trap '[[ ${PODTASK_KEEP_CLUSTER:-0} == 1 ]] || hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
+
+step "chart and GitOps checks"
+HELM=$(command -v helm) deploy/test/chart-test.sh
+deploy/test/argocd-health-test.sh
+
+step "end-to-end suite"
+cargo test --features e2e --test e2e -- --nocapture 2>&1 | tee target/e2e.log | grep -E "^test |MEASURE|test result|panicked|FAILED" || true
+grep -q "^test result: ok" target/e2e.log
+
+step "done in $((SECONDS - started))s"
