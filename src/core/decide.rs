@@ -412,7 +412,7 @@ impl<'a> Decision<'a> {
         let history: Vec<String> =
             self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
         let message = match history.len() {
-            0 => message,
+            0 | 1 => message,
             n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
         };
         self.set(Phase::Failed, reason, message);
