@@ -62,6 +62,7 @@ pub fn decide_create_failure(task: &PodTask, error: &CreateError, now: Timestamp
                 reason: "OperatorForbidden".into(),
                 note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
                 action: "Create",
+                pod: None,
             });
             d.requeue(retry_at);
         }
@@ -184,6 +185,7 @@ impl<'a> Decision<'a> {
             reason: "PodCreated".into(),
             note: format!("created pod {name} for attempt {attempt}"),
             action: "Create",
+            pod: Some(name.clone()),
         });
         self.plan.create = Some(pod);
         // No status write here: the pod itself records the launch, and the reconcile its creation triggers
@@ -526,7 +528,8 @@ impl<'a> Decision<'a> {
                 Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError
             );
         let note = new.message.clone().unwrap_or_default();
-        self.plan.events.push(Event::about(reason, warning, note, "Reconcile"));
+        let pod = new.pod_name.clone();
+        self.plan.events.push(Event::about(reason, warning, note, "Reconcile", pod));
     }
 }
 

@@ -89,10 +89,12 @@ pub struct Event {
     pub reason: String,
     pub note: String,
     pub action: &'static str,
+    /// The pod the event is about, if any (also keeps each attempt's events apart in `kubectl describe`).
+    pub pod: Option<String>,
 }
 
 impl Event {
-    fn about(reason: Reason, warning: bool, note: String, action: &'static str) -> Self {
-        Self { warning, reason: reason.to_string(), note, action }
+    fn about(reason: Reason, warning: bool, note: String, action: &'static str, pod: Option<String>) -> Self {
+        Self { warning, reason: reason.to_string(), note, action, pod }
     }
 }
