@@ -26,3 +26,11 @@ else
   cp "$src" "$dst"
   echo "sync-crd: copied crds/podtasks.podtask.dev.yaml -> deploy/helm/podtask/crds/"
 fi
+# deploy/manifests/podtask.yaml carries the CRD too.
+# shellcheck source=deploy/find-helm.sh
+. "$repo/deploy/find-helm.sh"
+if command -v "$HELM" >/dev/null 2>&1; then
+  HELM="$HELM" bash "$repo/deploy/render-manifests.sh"
+else
+  echo "sync-crd: no helm found: run deploy/render-manifests.sh once helm is there (HELM=/path/to/helm)" >&2
+fi

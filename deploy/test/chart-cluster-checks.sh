@@ -22,6 +22,10 @@ trap 'cluster_cleanup; rm -rf "$tmp"' EXIT
 for ns in "$rel_ns" "$team_ns" "$other_ns"; do
   k create namespace "$ns" --dry-run=client -o yaml | k apply -f - >/dev/null || bad "create namespace $ns"
 done
+# The release namespace enforces the "restricted" Pod Security Standard, as the README recommends: the API server
+# then warns about any Deployment whose pods it would refuse.
+k label namespace "$rel_ns" pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted \
+  --overwrite >/dev/null || bad "label $rel_ns restricted"
 
 # Keep only objects the cluster can take (ServiceMonitor needs the Prometheus Operator CRDs).
 have_sm=false
@@ -40,7 +44,7 @@ EOF
 crd_chart="$chart/crds/podtasks.podtask.dev.yaml"
 if [ -f "$crd_chart" ]; then
   # The API server's warnings (e.g. an unknown `format`) count as failures: users would see them on every apply.
-  if out=$(k apply --dry-run=server -f "$crd_chart" 2>&1) && ! grep -q '^Warning' <<<"$out"; then
+  if out=$(k apply --server-side --force-conflicts --field-manager=podtask-chart-test --dry-run=server -f "$crd_chart" 2>&1) && ! grep -q '^Warning' <<<"$out"; then
     ok "server dry-run: CRD, no warnings"
   else
     bad "server dry-run: CRD"; echo "$out"
@@ -52,8 +56,8 @@ for mode in cluster namespaced; do
   [ "$mode" = namespaced ] && args+=(--set "watchNamespaces={$team_ns}")
   if "$HELM" template "$rel" "$chart" --namespace "$rel_ns" "${args[@]}" >"$tmp/srv-$mode.yaml" 2>"$tmp/srv.err"; then
     filter "$tmp/srv-$mode.yaml" "$tmp/srv-$mode.f.yaml" ""
-    if out=$(k apply --dry-run=server -f "$tmp/srv-$mode.f.yaml" 2>&1); then
-      ok "server dry-run: $mode mode ($(echo "$out" | wc -l) objects)"
+    if out=$(k apply --dry-run=server -f "$tmp/srv-$mode.f.yaml" 2>&1) && ! grep -q '^Warning' <<<"$out"; then
+      ok "server dry-run: $mode mode, restricted Pod Security, no warnings ($(echo "$out" | wc -l) objects)"
     else
       bad "server dry-run: $mode mode"; echo "$out"
     fi
@@ -61,6 +65,15 @@ for mode in cluster namespaced; do
     bad "render for the cluster ($mode)"; cat "$tmp/srv.err"
   fi
 done
+
+# Control: a rendering that breaks "restricted" must draw the warning, or the check above proves nothing.
+"$HELM" template "$rel" "$chart" --namespace "$rel_ns" --set securityContext.allowPrivilegeEscalation=true \
+  --show-only templates/deployment.yaml >"$tmp/bad-psa.yaml"
+if k apply --dry-run=server -f "$tmp/bad-psa.yaml" 2>&1 | grep -q 'violate PodSecurity "restricted'; then
+  ok "control: allowPrivilegeEscalation=true draws the restricted Pod Security warning"
+else
+  bad "control: no Pod Security warning for allowPrivilegeEscalation=true (is PodSecurity admission on?)"
+fi
 
 if k get crd podtasks.podtask.dev >/dev/null 2>&1; then
   sample="$tmp/sample.yaml"

@@ -3,7 +3,7 @@
 # values.schema.json rejects bad values, and (only when $KUBECONFIG names a reachable cluster) a server-side dry
 # run of the rendered manifests plus a real RBAC check with `kubectl auth can-i`.
 #
-#   HELM=/path/to/helm deploy/test/chart-test.sh        # HELM defaults to `helm` on PATH
+#   HELM=/path/to/helm deploy/test/chart-test.sh        # default: helm on PATH, else ~/.cache/podtask/helm/*/bin/helm
 #   KUBECONFIG=~/.kube/config deploy/test/chart-test.sh   # adds the cluster checks
 #
 # Prints "N passed, M failed" at the end and exits non-zero when anything failed.
@@ -12,7 +12,8 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 chart="$repo/deploy/helm/podtask"
-HELM="${HELM:-helm}"
+# shellcheck source=deploy/find-helm.sh
+. "$repo/deploy/find-helm.sh"   # $HELM, else helm on PATH, else hack/cluster.sh's build
 KUBECTL="${KUBECTL:-kubectl}"
 PY="${PYTHON:-python3}"
 tmp="$(mktemp -d)"
@@ -116,6 +117,7 @@ reject() { # reject WHAT EXPECTED-ERROR-SUBSTRING HELM-ARGS...: rendering must f
 }
 reject "logFormat=xml" "at '/operator/logFormat'" --set operator.logFormat=xml
 reject "logLevel=verbose" "at '/operator/logLevel'" --set operator.logLevel=verbose
+reject "logLevel filter with a bad level" "at '/operator/logLevel'" --set 'operator.logLevel=podtask=loud'
 reject "duration '5 minutes'" "at '/operator/defaultStartupTimeout'" --set-string 'operator.defaultStartupTimeout=5 minutes'
 reject "duration 5" "at '/operator/configErrorGrace'" --set-string operator.configErrorGrace=5
 reject "duration 1d" "at '/operator/minRateLimitBackoff'" --set operator.minRateLimitBackoff=1d
@@ -136,6 +138,11 @@ reject "serviceMonitor.interval 30" "at '/serviceMonitor/interval'" --set-string
 reject "2 replicas without leader election" "needs leaderElection.enabled=true" --set leaderElection.enabled=false
 reject "ServiceMonitor without Service" "needs service.enabled=true" --set serviceMonitor.enabled=true --set service.enabled=false
 reject "serviceAccount.create=false without a name" "serviceAccount.name is required" --set serviceAccount.create=false
+if "$HELM" template podtask "$chart" --set 'operator.logLevel=info\,podtask=debug\,kube=warn' 2>&1 | grep -qF -- '--log-level=info,podtask=debug,kube=warn'; then
+  ok "accepts a log filter (info,podtask=debug,kube=warn)"
+else
+  bad "rejects a valid log filter"
+fi
 for good in 90s 5m 1h30m 250ms 1h2m3s; do
   if "$HELM" template podtask "$chart" --set-string "operator.defaultStartupTimeout=$good" >/dev/null 2>&1; then
     ok "accepts duration $good"

@@ -19,7 +19,8 @@ set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 chart="$repo/deploy/helm/podtask"
-HELM="${HELM:-helm}"
+# shellcheck source=deploy/find-helm.sh
+. "$repo/deploy/find-helm.sh"
 KUBECTL="${KUBECTL:-kubectl}"
 PY="${PYTHON:-python3}"
 if [ -z "${PODTASK_BIN:-}" ]; then
