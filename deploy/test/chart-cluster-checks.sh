@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154  # $tmp, $chart, $HELM, $PY, ok/bad come from chart-test.sh
 # Sourced by chart-test.sh when $KUBECONFIG names a reachable cluster. Uses its ok/bad/render helpers and $tmp.
 #
 # 1. `kubectl apply --dry-run=server` of the chart's output in both modes (and of the CRD), in namespaces it

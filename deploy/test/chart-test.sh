@@ -197,6 +197,7 @@ else
   bad "NOTES.txt (namespaced mode)"; cat "$tmp/notes-ns.txt"
 fi
 # The sample in NOTES.txt, pasted into a shell as it is (kubectl replaced by a file), is a PodTask.
+# shellcheck disable=SC2016  # "$1" is for the pasted script, not for this one
 sed -n "/^cat <<'YAML'/,/^YAML\$/p" "$tmp/notes.txt" | sed 's/| kubectl apply -n default -f -$/>"$1"/' >"$tmp/paste.sh"
 if bash "$tmp/paste.sh" "$tmp/pasted.yaml" && "$PY" - "$tmp/pasted.yaml" <<'EOF'
 import sys, yaml
@@ -253,6 +254,7 @@ fi
 # ------------------------------------------------------------------ against a real cluster (optional)
 if [ -n "${KUBECONFIG:-}" ] && command -v "$KUBECTL" >/dev/null 2>&1 && "$KUBECTL" version --request-timeout=5s >/dev/null 2>&1; then
   echo "chart-test: cluster reachable through KUBECONFIG=$KUBECONFIG"
+  # shellcheck source=deploy/test/chart-cluster-checks.sh
   . "$here/chart-cluster-checks.sh"
 else
   echo "skip - cluster checks (KUBECONFIG unset or cluster unreachable)"
