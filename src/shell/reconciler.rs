@@ -257,3 +257,7 @@ fn until(now: Timestamp, at: Timestamp) -> StdDuration {
 fn key(task: &PodTask) -> String {
     format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any())
 }
+
+#[cfg(test)]
+#[path = "reconciler_tests.rs"]
+mod tests;

@@ -1,0 +1,419 @@
+//! The reconciler against a scripted API server (kube-rs's `tower_test` pattern): each test lists the requests one
+//! reconcile must make, in order, asserts what they carry, and answers them; any other request fails the test.
+//! Events may come at any point and are answered (and remembered) on the way.
+
+use std::{future::Future, sync::Arc, time::Duration as StdDuration};
+
+use http::{Method, Request, Response};
+use k8s_openapi::api::core::v1::Pod;
+use kube::{
+    Client,
+    client::Body,
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+        reflector, watcher,
+    },
+};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle, SendResponse};
+
+use super::reconcile;
+use crate::{
+    core::{self, testing::*},
+    crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
+    jiff::Timestamp,
+    shell::{context::Context, error::Error, metrics::Metrics},
+};
+
+const POD: &str = "job-0f0f0-1";
+const PODS: &str = "/api/v1/namespaces/ns/pods";
+const POD_PATH: &str = "/api/v1/namespaces/ns/pods/job-0f0f0-1";
+const STATUS: &str = "/apis/podtask.dev/v1alpha1/namespaces/ns/podtasks/job/status";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+
+// ---- launching ----
+
+#[tokio::test]
+async fn a_new_task_creates_one_pod_and_writes_no_status() {
+    let task = task(json!({}));
+    let (result, events) = reconcile_against(task, vec![], t(0), |mut api| async move {
+        let create = api.expect(Method::POST, PODS).await;
+        let pod = &create.body;
+        assert_eq!(pod["metadata"]["name"], POD, "deterministic name per attempt");
+        assert_eq!(pod["metadata"]["namespace"], "ns");
+        assert_eq!(pod["metadata"]["labels"]["podtask.dev/attempt"], "1");
+        assert_eq!(pod["spec"]["restartPolicy"], "Never", "retries are podtask's job");
+        let owner = &pod["metadata"]["ownerReferences"][0];
+        assert_eq!((&owner["kind"], &owner["uid"]), (&json!("PodTask"), &json!(UID)));
+        assert_eq!((&owner["controller"], &owner["blockOwnerDeletion"]), (&json!(true), &json!(true)));
+        let stored = stored(create.body.clone(), "pod-uid-1");
+        create.respond(201, &stored);
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(1)), "settle time");
+    assert_eq!(events, ["PodCreated"]);
+}
+
+// ---- AlreadyExists ----
+
+#[tokio::test]
+async fn an_existing_pod_of_ours_is_adopted_not_created_again() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let existing = pod_at(&task, 1, t(0), running());
+    let (result, _) = reconcile_against(task, vec![], t(3), |mut api| async move {
+        api.expect(Method::POST, PODS).await.respond(409, &already_exists());
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&existing));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason, status.attempt), (Phase::Running, Some(Reason::Running), 1));
+        assert_eq!(status.pod_name.as_deref(), Some(POD));
+        put.echo();
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(597)), "at the deadline");
+}
+
+#[tokio::test]
+async fn a_namesake_pod_of_someone_else_is_never_touched_and_fails_the_task() {
+    let task = task(json!({}));
+    let mut stranger = pod_at(&task, 1, t(0), running());
+    stranger.metadata.owner_references = None;
+    stranger.metadata.uid = Some("stranger-uid".into());
+    let (result, events) = reconcile_against(task, vec![], t(0), |mut api| async move {
+        api.expect(Method::POST, PODS).await.respond(409, &already_exists());
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&stranger));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Failed, Some(Reason::PodConflict)));
+        assert!(status.message.as_deref().unwrap_or("").contains(POD), "names the pod: {:?}", status.message);
+        put.echo();
+        api // `done` fails on a DELETE of the stranger
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::await_change());
+    assert!(events.iter().any(|e| e == "PodConflict"), "the user sees why: {events:?}");
+}
+
+// ---- the startup timeout: verdicts on a fresh read ----
+
+#[tokio::test]
+async fn a_pod_that_started_after_the_cache_saw_it_waiting_goes_on() {
+    let task = task(json!({}));
+    let waiting = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image \"busybox\""));
+    let task = reported(task, std::slice::from_ref(&waiting), t(10));
+    assert_eq!(task.status.as_ref().unwrap().reason, Some(Reason::ImagePullBackOff));
+    let started = pod_at(&task, 1, t(0), running());
+    let (result, _) = reconcile_against(task, vec![waiting], t(301), |mut api| async move {
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&started));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason, status.attempt), (Phase::Running, Some(Reason::Running), 1));
+        assert!(status.attempts.is_empty(), "the attempt goes on");
+        put.echo();
+        api // `done` fails on a DELETE
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::await_change());
+}
+
+#[tokio::test]
+async fn a_pod_still_waiting_at_the_startup_timeout_is_recorded_then_deleted() {
+    let task = task(json!({}));
+    let waiting = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image \"busybox\""));
+    let task = reported(task, std::slice::from_ref(&waiting), t(10));
+    let fresh = waiting.clone();
+    let (result, _) = reconcile_against(task, vec![waiting], t(301), |mut api| async move {
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Pending, Some(Reason::BackingOff)));
+        let record = status.attempts.first().expect("the attempt is recorded");
+        assert_eq!((record.attempt, record.outcome, record.reason), (1, Outcome::Failed, Reason::ImagePullTimeout));
+        assert_eq!(status.next_attempt_time.map(|n| n.0), Some(t(311)), "default backoff 10s");
+        put.echo();
+        let delete = api.expect(Method::DELETE, POD_PATH).await;
+        assert_eq!(delete.body["preconditions"]["uid"], "pod-uid-1", "never hits a namesake");
+        let gone = deleting(&fresh);
+        delete.respond(200, &gone);
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(10)), "next attempt");
+}
+
+// ---- the deadline ----
+
+#[tokio::test]
+async fn at_the_deadline_the_task_fails_before_its_pod_is_deleted() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    assert_eq!(task.status.as_ref().unwrap().deadline.as_ref().map(|d| d.0), Some(t(600)));
+    let fresh = pod.clone();
+    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+        put.echo();
+        // Only now: a failed delete must not leave the task looking alive.
+        let delete = api.expect(Method::DELETE, POD_PATH).await;
+        assert_eq!(delete.body["preconditions"]["uid"], "pod-uid-1");
+        assert_eq!(delete.body.get("gracePeriodSeconds"), None, "graceful: the pod's own grace period applies");
+        let gone = deleting(&fresh);
+        delete.respond(200, &gone);
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::await_change(), "no further attempt");
+}
+
+// ---- no reconcile storms ----
+
+#[tokio::test]
+async fn nothing_changed_means_no_request_and_a_requeue_at_the_deadline() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    assert_eq!(task.status.as_ref().unwrap().phase, Phase::Running);
+    let (result, _) = reconcile_against(task, vec![pod], t(20), |api| async move { api.silent().await }).await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(580)));
+}
+
+#[tokio::test]
+async fn a_status_write_that_lost_a_race_stops_the_reconcile() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let fresh = pod.clone();
+    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+        let conflict = api_status(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on podtasks.podtask.dev \"job\": the object has been modified; please apply your changes to the latest version and try again",
+        );
+        api.expect(Method::PUT, STATUS).await.respond(409, &conflict);
+        api // `done` fails on the DELETE that a stale view must not issue
+    })
+    .await;
+    assert!(matches!(result, Err(Error::Stale(ref key)) if key == "ns/job"), "{result:?}");
+}
+
+// ---- pod create refused ----
+
+#[tokio::test]
+async fn an_invalid_pod_fails_the_task_with_the_api_servers_message() {
+    let message = "Pod \"job-0f0f0-1\" is invalid: spec.containers[0].image: Required value";
+    let (result, _) = reconcile_against(task(json!({})), vec![], t(0), move |mut api| async move {
+        api.expect(Method::POST, PODS).await.respond(422, &api_status(422, "Invalid", message));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Failed, Some(Reason::InvalidSpec)));
+        assert!(status.message.as_deref().unwrap_or("").contains(message), "{:?}", status.message);
+        put.echo();
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::await_change(), "no retry");
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_keeps_the_task_pending_and_retries() {
+    let message =
+        "pods \"job-0f0f0-1\" is forbidden: exceeded quota: compute, requested: pods=1, used: pods=2, limited: pods=2";
+    let (result, _) = reconcile_against(task(json!({})), vec![], t(0), move |mut api| async move {
+        api.expect(Method::POST, PODS).await.respond(403, &api_status(403, "Forbidden", message));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Pending, Some(Reason::QuotaExceeded)));
+        assert!(status.message.as_deref().unwrap_or("").contains(message), "{:?}", status.message);
+        put.echo();
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(15)));
+}
+
+#[tokio::test]
+async fn an_api_server_error_on_create_is_retried_without_a_status_write() {
+    let (result, _) = reconcile_against(task(json!({})), vec![], t(0), |mut api| async move {
+        let error = api_status(500, "InternalError", "etcdserver: request timed out");
+        api.expect(Method::POST, PODS).await.respond(500, &error);
+        api // `done` fails on a status write or a second create
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(15)));
+}
+
+// ---- the harness ----
+
+/// Reconcile `task` once at `now`, with `cache` in the pod cache, against the API server `script` plays.
+/// Returns the reconcile's result and the reasons of the Events it recorded.
+async fn reconcile_against<S, F>(
+    task: PodTask,
+    cache: Vec<Pod>,
+    now: Timestamp,
+    script: S,
+) -> (Result<Action, Error>, Vec<String>)
+where
+    S: FnOnce(ApiServer) -> F,
+    F: Future<Output = ApiServer> + Send + 'static,
+{
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let (pods, mut writer) = reflector::store::<Pod>();
+    for pod in cache {
+        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+    }
+    let reporter = Reporter { controller: "podtask".into(), instance: Some("test".into()) };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        pods,
+        config: core::Config::default(),
+        metrics: Arc::new(Metrics::default()),
+        clock: Arc::new(move || now),
+    });
+    let script = script(ApiServer { handle, events: vec![] });
+    let server = tokio::spawn(async move { script.await.done().await });
+    // A guard against a script and a reconcile waiting on each other, not a timing claim.
+    let result = tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(task), ctx))
+        .await
+        .expect("the reconcile finished");
+    // The reconcile dropped the client, so the server sees the end; its assertions fail the test first.
+    let events = server.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    (result, events)
+}
+
+/// The API server's side of the mock client.
+struct ApiServer {
+    handle: Handle<Request<Body>, Response<Body>>,
+    /// Reasons of the Events recorded so far.
+    events: Vec<String>,
+}
+
+/// One request the script expected, with its JSON body.
+struct Call {
+    body: Value,
+    reply: SendResponse<Response<Body>>,
+}
+
+impl ApiServer {
+    /// The next request must be `method path`.
+    async fn expect(&mut self, method: Method, path: &str) -> Call {
+        match self.next().await {
+            Some((m, p, body, reply)) => {
+                assert_eq!((&m, p.as_str()), (&method, path), "unexpected request; body: {body}");
+                Call { body, reply }
+            }
+            None => panic!("the reconcile ended without {method} {path}"),
+        }
+    }
+
+    /// The script is over: any further request but an Event fails the test. Returns the Events' reasons.
+    async fn done(mut self) -> Vec<String> {
+        if let Some((method, path, body, _)) = self.next().await {
+            panic!("unexpected request {method} {path}: {body}");
+        }
+        self.events
+    }
+
+    /// Any request at all, Events included, fails the test.
+    async fn silent(mut self) -> Self {
+        if let Some((request, _)) = self.handle.next_request().await {
+            panic!("expected no request, got {} {}", request.method(), request.uri());
+        }
+        self
+    }
+
+    /// The next request that is not an Event; Events are answered on the way, as the API server would.
+    async fn next(&mut self) -> Option<(Method, String, Value, SendResponse<Response<Body>>)> {
+        loop {
+            let (request, reply) = self.handle.next_request().await?;
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.expect("request body");
+            let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+            let path = parts.uri.path().to_owned();
+            if path == EVENTS || path.starts_with(&format!("{EVENTS}/")) {
+                if let Some(reason) = body["reason"].as_str() {
+                    self.events.push(reason.to_owned());
+                }
+                respond(reply, 201, &body);
+                continue;
+            }
+            return Some((parts.method, path, body, reply));
+        }
+    }
+}
+
+impl Call {
+    fn respond(self, code: u16, body: &Value) {
+        respond(self.reply, code, body);
+    }
+
+    /// Accept a write: answer with what was sent, as stored.
+    fn echo(self) {
+        let mut stored = self.body.clone();
+        stored["metadata"]["resourceVersion"] = json!("2");
+        respond(self.reply, 200, &stored);
+    }
+}
+
+fn respond(reply: SendResponse<Response<Body>>, code: u16, body: &Value) {
+    let bytes = serde_json::to_vec(body).expect("response serializes");
+    let response = Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .expect("valid response");
+    reply.send_response(response);
+}
+
+// ---- objects ----
+
+/// `task` with the status the core reports for `pods` at `now`: what an earlier reconcile wrote.
+fn reported(task: PodTask, pods: &[Pod], now: Timestamp) -> PodTask {
+    let status = cached(&task, pods, now).status;
+    assert_ne!(status, PodTaskStatus::default(), "the earlier reconcile reported something");
+    with_status(task, status)
+}
+
+/// The status a PUT to the status subresource carries.
+fn written_status(body: &Value) -> PodTaskStatus {
+    let task: PodTask = serde_json::from_value(body.clone()).expect("a PodTask");
+    task.status.expect("a status")
+}
+
+fn to_json(pod: &Pod) -> Value {
+    serde_json::to_value(pod).expect("pod serializes")
+}
+
+/// `object` as the API server stores it on create.
+fn stored(mut object: Value, uid: &str) -> Value {
+    let meta = &mut object["metadata"];
+    meta["uid"] = json!(uid);
+    meta["resourceVersion"] = json!("1");
+    meta["creationTimestamp"] = json!("2026-01-01T10:00:00Z");
+    object
+}
+
+/// `pod` as the API server answers a graceful delete.
+fn deleting(pod: &Pod) -> Value {
+    let mut object = to_json(pod);
+    object["metadata"]["deletionTimestamp"] = json!("2026-01-01T10:10:35Z");
+    object["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    object
+}
+
+fn already_exists() -> Value {
+    api_status(409, "AlreadyExists", &format!("pods \"{POD}\" already exists"))
+}
+
+fn api_status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code})
+}
