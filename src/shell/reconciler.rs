@@ -3,7 +3,7 @@
 
 use std::{sync::Arc, time::Duration as StdDuration};
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, PostParams, Preconditions},
@@ -231,7 +231,13 @@ async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
         reason: e.reason.clone(),
         note: Some(truncate(&e.note, 1000)),
         action: e.action.into(),
-        secondary: None,
+        secondary: e.pod.as_ref().map(|name| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(name.clone()),
+            namespace: task.namespace(),
+            ..Default::default()
+        }),
     };
     if let Err(err) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
         warn!(task = %key(task), error = %err, "could not record event");
