@@ -19,7 +19,7 @@ set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # ---------------------------------------------------------------- configuration
-K8S_VERSION=${PODTASK_K8S_VERSION:-v1.36.3}
+K8S_VERSION=${PODTASK_K8S_VERSION:-v1.36.4}
 ETCD_VERSION=${PODTASK_ETCD_VERSION:-v3.6.16}
 KWOK_VERSION=${PODTASK_KWOK_VERSION:-v0.8.0}
 HELM_VERSION=${PODTASK_HELM_VERSION:-v3.22.0}
@@ -47,6 +47,13 @@ PKI=$STATE/pki
 LOGS=$STATE/logs
 PIDS=$STATE/pids
 KUBECONFIG_PATH=$STATE/kubeconfig
+
+# extra flags per component (space separated), e.g. PODTASK_APISERVER_EXTRA_ARGS=--feature-gates=Foo=true
+read -r -a ETCD_EXTRA <<<"${PODTASK_ETCD_EXTRA_ARGS:-}"
+read -r -a APISERVER_EXTRA <<<"${PODTASK_APISERVER_EXTRA_ARGS:-}"
+read -r -a KCM_EXTRA <<<"${PODTASK_KCM_EXTRA_ARGS:-}"
+read -r -a SCHEDULER_EXTRA <<<"${PODTASK_SCHEDULER_EXTRA_ARGS:-}"
+read -r -a KWOK_EXTRA <<<"${PODTASK_KWOK_EXTRA_ARGS:-}"
 
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
@@ -354,6 +361,8 @@ start_component() {
 		fail_step "start $name" "" "port 127.0.0.1:$port is already in use by another process; set PODTASK_*_PORT (see hack/README.md) or stop it"
 	fi
 	[[ -x $bin ]] || fail_step "start $name" "" "binary $bin missing (run hack/cluster.sh build)"
+	# keep the previous run's log next to the new one
+	if [[ -s $LOGS/$name.log ]]; then mv -f "$LOGS/$name.log" "$LOGS/$name.prev.log"; fi
 	{
 		printf '==== %s starting %s\n' "$(date -u +%FT%TZ)" "$name"
 		printf '%q ' "$bin" "$@"
@@ -361,7 +370,7 @@ start_component() {
 	} >>"$LOGS/$name.log"
 	# setsid: own session, so the caller's process group/terminal going away
 	# does not take the cluster down with it.
-	setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$PIDS/$name.pid"
 	log "$name: started pid $! (log $LOGS/$name.log)"
 }
@@ -412,7 +421,8 @@ start_etcd() {
 		--initial-cluster-state=new \
 		--unsafe-no-fsync=true \
 		--quota-backend-bytes=4294967296 \
-		--log-level=warn
+		--log-level=warn \
+		${ETCD_EXTRA[@]+"${ETCD_EXTRA[@]}"}
 	wait_ready etcd 60 curl_ok "http://127.0.0.1:$ETCD_PORT/readyz"
 }
 
@@ -434,7 +444,8 @@ start_apiserver() {
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--allow-privileged=true \
 		--profiling=false \
-		--v=1
+		--v=1 \
+		${APISERVER_EXTRA[@]+"${APISERVER_EXTRA[@]}"}
 	wait_ready kube-apiserver 120 curl_ok "https://127.0.0.1:$APISERVER_PORT/readyz" \
 		--cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key"
 }
@@ -455,7 +466,8 @@ start_controller_manager() {
 		--service-cluster-ip-range="$SERVICE_CIDR" \
 		--controllers='*' \
 		--profiling=false \
-		--v=1
+		--v=1 \
+		${KCM_EXTRA[@]+"${KCM_EXTRA[@]}"}
 	wait_ready kube-controller-manager 90 curl_ok "https://127.0.0.1:$KCM_PORT/healthz" -k
 }
 
@@ -468,7 +480,8 @@ start_scheduler() {
 		--secure-port="$SCHEDULER_PORT" \
 		--leader-elect=false \
 		--profiling=false \
-		--v=1
+		--v=1 \
+		${SCHEDULER_EXTRA[@]+"${SCHEDULER_EXTRA[@]}"}
 	wait_ready kube-scheduler 90 curl_ok "https://127.0.0.1:$SCHEDULER_PORT/readyz" -k
 }
 
@@ -491,7 +504,8 @@ start_kwok() {
 		--node-port="$KWOK_PORT" \
 		--server-address="127.0.0.1:$KWOK_PORT" \
 		--cidr="$POD_CIDR" \
-		--node-lease-duration-seconds=40
+		--node-lease-duration-seconds=40 \
+		${KWOK_EXTRA[@]+"${KWOK_EXTRA[@]}"}
 	wait_ready kwok 60 curl_ok "http://127.0.0.1:$KWOK_PORT/healthz"
 }
 

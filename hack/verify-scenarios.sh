@@ -12,7 +12,7 @@ set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KUBECONFIG=$("$HACK_DIR/cluster.sh" kubeconfig)
 export KUBECONFIG
-K8S_BIN=$("$HACK_DIR/cluster.sh" bin-dirs | head -n 1)
+K8S_BIN=$("$HACK_DIR/cluster.sh" bin-dirs | sed -n 1p)
 k() { "$K8S_BIN/kubectl" "$@"; }
 
 NS=podtask-verify-$(date +%s)
