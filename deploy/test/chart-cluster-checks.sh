@@ -57,7 +57,7 @@ for mode in cluster namespaced; do
   [ "$mode" = namespaced ] && args+=(--set "watchNamespaces={$team_ns}")
   if "$HELM" template "$rel" "$chart" --namespace "$rel_ns" "${args[@]}" >"$tmp/srv-$mode.yaml" 2>"$tmp/srv.err"; then
     filter "$tmp/srv-$mode.yaml" "$tmp/srv-$mode.f.yaml" ""
-    if out=$(k apply --dry-run=server -f "$tmp/srv-$mode.f.yaml" 2>&1) && ! grep -q '^Warning' <<<"$out"; then
+    if out=$(k apply --dry-run=server --validate=strict -f "$tmp/srv-$mode.f.yaml" 2>&1) && ! grep -q '^Warning' <<<"$out"; then
       ok "server dry-run: $mode mode, restricted Pod Security, no warnings ($(echo "$out" | wc -l) objects)"
     else
       bad "server dry-run: $mode mode"; echo "$out"
@@ -70,7 +70,7 @@ done
 # Control: a rendering that breaks "restricted" must draw the warning, or the check above proves nothing.
 "$HELM" template "$rel" "$chart" --namespace "$rel_ns" --set securityContext.allowPrivilegeEscalation=true \
   --show-only templates/deployment.yaml >"$tmp/bad-psa.yaml"
-if k apply --dry-run=server -f "$tmp/bad-psa.yaml" 2>&1 | grep -q 'violate PodSecurity "restricted'; then
+if k apply --dry-run=server --validate=strict -f "$tmp/bad-psa.yaml" 2>&1 | grep -q 'violate PodSecurity "restricted'; then
   ok "control: allowPrivilegeEscalation=true draws the restricted Pod Security warning"
 else
   bad "control: no Pod Security warning for allowPrivilegeEscalation=true (is PodSecurity admission on?)"
@@ -93,7 +93,7 @@ spec:
           image: busybox:1.36
           command: ["sh", "-c", "echo hello"]
 EOF
-  if out=$(k apply --dry-run=server -f "$sample" 2>&1); then ok "server dry-run: the NOTES.txt sample PodTask"; else bad "server dry-run: sample PodTask"; echo "$out"; fi
+  if out=$(k apply --dry-run=server --validate=strict -f "$sample" 2>&1); then ok "server dry-run: the NOTES.txt sample PodTask"; else bad "server dry-run: sample PodTask"; echo "$out"; fi
 else
   echo "skip - sample PodTask dry-run (CRD podtasks.podtask.dev not installed in the cluster)"
 fi
