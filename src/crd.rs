@@ -312,27 +312,29 @@ pub fn definition() -> CustomResourceDefinition {
 /// schemars writes `format: uint32` for unsigned fields, which Kubernetes does not know; `minimum: 0` already
 /// says it.
 fn kubernetes_formats(v: &mut serde_json::Value) {
-    match v {
-        serde_json::Value::Object(map) => {
-            if map.get("format").and_then(serde_json::Value::as_str) == Some("uint32") {
-                map.insert("format".into(), "int32".into());
-            }
-            map.values_mut().for_each(kubernetes_formats);
+    for_each_object(v, &mut |map| {
+        if map.get("format").and_then(serde_json::Value::as_str) == Some("uint32") {
+            map.insert("format".into(), "int32".into());
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(kubernetes_formats),
-        _ => {}
-    }
+    });
 }
 
 fn strip_descriptions(v: &mut serde_json::Value) {
+    for_each_object(v, &mut |map| {
+        if map.get("description").is_some_and(serde_json::Value::is_string) {
+            map.remove("description");
+        }
+    });
+}
+
+/// Visit every JSON object in a schema, outermost first.
+fn for_each_object(v: &mut serde_json::Value, f: &mut impl FnMut(&mut serde_json::Map<String, serde_json::Value>)) {
     match v {
         serde_json::Value::Object(map) => {
-            if map.get("description").is_some_and(serde_json::Value::is_string) {
-                map.remove("description");
-            }
-            map.values_mut().for_each(strip_descriptions);
+            f(map);
+            map.values_mut().for_each(|child| for_each_object(child, f));
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|child| for_each_object(child, f)),
         _ => {}
     }
 }

@@ -104,15 +104,19 @@ fn termination(containers: &[ContainerStatus], decisive: impl Fn(i32) -> bool) -
 }
 
 fn bounded(message: &str) -> String {
-    let message = message.trim_end();
-    if message.len() <= MAX_TERMINATION_MESSAGE {
-        return message.to_owned();
+    truncate(message.trim_end(), MAX_TERMINATION_MESSAGE)
+}
+
+/// At most `max` bytes of `s` (cut at a character boundary), with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
     }
-    let mut end = MAX_TERMINATION_MESSAGE;
-    while !message.is_char_boundary(end) {
+    let mut end = max;
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &message[..end])
+    format!("{}…", &s[..end])
 }
 
 /// Why an unstarted pod is not running, most decisive first: init containers, then containers, then scheduling.

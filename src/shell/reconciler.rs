@@ -229,7 +229,7 @@ async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
     let event = KubeEvent {
         type_: if e.warning { EventType::Warning } else { EventType::Normal },
         reason: e.reason.clone(),
-        note: Some(truncate(&e.note, 1000)),
+        note: Some(core::classify::truncate(&e.note, 1000)),
         action: e.action.into(),
         secondary: e.pod.as_ref().map(|name| ObjectReference {
             api_version: Some("v1".into()),
@@ -242,17 +242,6 @@ async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
     if let Err(err) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
         warn!(task = %key(task), error = %err, "could not record event");
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 /// Time from `now` until `at`, zero if past.
