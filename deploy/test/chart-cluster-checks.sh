@@ -42,6 +42,21 @@ yaml.safe_dump_all(docs, open(dst, "w"))
 EOF
 }
 
+# Control first: a rendering that breaks "restricted" must draw the warning, or the dry-runs below prove nothing.
+# (Pod Security admission reads namespace labels from a cache: retry until it has seen the label.)
+"$HELM" template "$rel" "$chart" --namespace "$rel_ns" --set securityContext.allowPrivilegeEscalation=true \
+  --show-only templates/deployment.yaml >"$tmp/bad-psa.yaml"
+psa_seen=false
+for _ in $(seq 20); do
+  if k apply --dry-run=server -f "$tmp/bad-psa.yaml" 2>&1 | grep -q 'violate PodSecurity "restricted'; then psa_seen=true; break; fi
+  sleep 0.5
+done
+if $psa_seen; then
+  ok "control: allowPrivilegeEscalation=true draws the restricted Pod Security warning"
+else
+  bad "control: no Pod Security warning for allowPrivilegeEscalation=true (is PodSecurity admission on?)"
+fi
+
 crd_chart="$chart/crds/podtasks.podtask.dev.yaml"
 if [ -f "$crd_chart" ]; then
   # The API server's warnings (e.g. an unknown `format`) count as failures: users would see them on every apply.
@@ -66,15 +81,6 @@ for mode in cluster namespaced; do
     bad "render for the cluster ($mode)"; cat "$tmp/srv.err"
   fi
 done
-
-# Control: a rendering that breaks "restricted" must draw the warning, or the check above proves nothing.
-"$HELM" template "$rel" "$chart" --namespace "$rel_ns" --set securityContext.allowPrivilegeEscalation=true \
-  --show-only templates/deployment.yaml >"$tmp/bad-psa.yaml"
-if k apply --dry-run=server --validate=strict -f "$tmp/bad-psa.yaml" 2>&1 | grep -q 'violate PodSecurity "restricted'; then
-  ok "control: allowPrivilegeEscalation=true draws the restricted Pod Security warning"
-else
-  bad "control: no Pod Security warning for allowPrivilegeEscalation=true (is PodSecurity admission on?)"
-fi
 
 if k get crd podtasks.podtask.dev >/dev/null 2>&1; then
   sample="$tmp/sample.yaml"
