@@ -1,0 +1,206 @@
+//! How a task ends once its pod ran: success, non-zero exit, cleanup policies, a pod deleted by someone else,
+//! and the PodTask itself deleted.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use kube::api::DeleteParams;
+use podtask::crd::Phase;
+use serde_json::json;
+
+use crate::harness::*;
+
+const T: Duration = Duration::from_secs(30);
+
+/// A task whose pod succeeds: `Complete`, exit code 0, pod deleted (cleanup Delete by default), `kubectl wait`
+/// works, and the number of API writes it took.
+#[tokio::test]
+async fn succeeding_task_is_complete_and_its_pod_deleted() {
+    let env = Env::start("succeeding_task_is_complete_and_its_pod_deleted").await;
+    let created = now();
+    env.create("hello", json!({"template": template("succeed", &[("run-for", "1s")]), "startupTimeout": "5s"})).await;
+    // What users run: kubectl wait on the Job-compatible condition.
+    let waiter = Command::new("kubectl")
+        .args(["wait", "--for=condition=Complete", "pt/hello", "-n", &env.ns, "--timeout=30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH");
+
+    let task = env.wait_finished("hello", T).await;
+    let s = status(&task);
+    assert_eq!(s.phase, Phase::Succeeded, "{}", yaml(&task));
+    assert_eq!(reason(&task), "Completed");
+    assert_eq!(s.exit_code, Some(0));
+    assert_eq!(condition(&task, "Complete").as_deref(), Some("True"));
+    assert_eq!(condition(&task, "Failed"), None);
+    assert_eq!(s.attempt, 1);
+    assert_eq!(history(&task), [(1, "Completed".to_owned())]);
+    assert!(s.start_time.is_some() && s.completion_time.is_some());
+    assert_eq!(s.observed_generation, task.metadata.generation);
+
+    let out =
+        tokio::task::spawn_blocking(move || waiter.wait_with_output()).await.expect("join").expect("kubectl wait runs");
+    assert!(out.status.success(), "kubectl wait failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("condition met"));
+
+    env.wait_no_pods("hello", Duration::from_secs(10)).await;
+    let seen = env.pods_seen("hello");
+    assert_eq!(seen.len(), 1, "one pod: {seen:?}");
+    let reasons = env.event_reasons("hello").await;
+    assert!(reasons.iter().any(|r| r == "PodCreated") && reasons.iter().any(|r| r == "Completed"), "{reasons:?}");
+
+    // API writes for one successful attempt: pod create, status (Running), status (Succeeded), pod delete. A
+    // "Starting" write comes on top when the pod is not running within the operator's settle time (1s from the
+    // pod's creationTimestamp, which has whole-second precision), so the bound is asserted only when it was.
+    let metrics = env.operator.metrics().await;
+    let writes = metric_sum(&metrics, "podtask_api_writes_total");
+    let by_kind: Vec<&str> = metrics.lines().filter(|l| l.starts_with("podtask_api_writes_total")).collect();
+    let pod = &seen[0];
+    let running_ms = pod.running_seen.map(|r| ms_between(pod.first_seen, r));
+    let within_settle = match (pod.created, pod.running_seen) {
+        (Some(c), Some(r)) => ms_between(c, r) < 900,
+        _ => false,
+    };
+    println!(
+        "MEASURE api_writes={writes} pod_running_after_ms={running_ms:?} (task created {}ms before the pod was seen) {by_kind:?}",
+        ms_between(created, pod.first_seen)
+    );
+    assert!(writes >= 3.0, "at least create + final status + delete: {by_kind:?}");
+    if within_settle {
+        assert!(writes <= 4.0, "a first-attempt success whose pod ran at once needs at most 4 writes: {by_kind:?}");
+    }
+}
+
+/// Cleanup policies: `Keep` keeps a succeeded pod; `DeleteSucceeded` deletes a succeeded pod and keeps a failed
+/// one (for `kubectl logs`).
+#[tokio::test]
+async fn cleanup_policies_keep_or_delete_finished_pods() {
+    let env = Env::start("cleanup_policies_keep_or_delete_finished_pods").await;
+    let ok = template("succeed", &[("run-for", "1s")]);
+    let fail = template("fail", &[("run-for", "1s"), ("exit-code", "2")]);
+    env.create("keep", json!({"template": ok, "cleanup": "Keep"})).await;
+    env.create("ds-ok", json!({"template": ok, "cleanup": "DeleteSucceeded"})).await;
+    env.create("ds-fail", json!({"template": fail, "cleanup": "DeleteSucceeded"})).await;
+
+    let keep = env.wait_finished("keep", T).await;
+    let ds_ok = env.wait_finished("ds-ok", T).await;
+    let ds_fail = env.wait_finished("ds-fail", T).await;
+    assert_eq!(phase(&keep), Phase::Succeeded);
+    assert_eq!(phase(&ds_ok), Phase::Succeeded);
+    assert_eq!((phase(&ds_fail), reason(&ds_fail).as_str()), (Phase::Failed, "PodFailed"));
+
+    env.wait_no_pods("ds-ok", Duration::from_secs(10)).await;
+    // The operator deletes a pod in the same reconcile that writes the final status; give it a window to (wrongly)
+    // delete the kept ones.
+    holds_for("the Keep pod and the failed DeleteSucceeded pod to stay", Duration::from_secs(3), async || {
+        let kept = env.pods_of("keep").await;
+        let failed = env.pods_of("ds-fail").await;
+        kept.len() == 1
+            && failed.len() == 1
+            && kept.iter().chain(&failed).all(|p| p.metadata.deletion_timestamp.is_none())
+    })
+    .await;
+    let kept = &env.pods_of("keep").await[0];
+    assert_eq!(kept.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded"));
+    let failed = &env.pods_of("ds-fail").await[0];
+    assert_eq!(failed.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed"));
+}
+
+/// A container exiting non-zero: `Failed`/`PodFailed` with exit code and termination message, not retried by
+/// default; retried when the policy lists PodFailed, with exactly one pod per attempt.
+#[tokio::test]
+async fn non_zero_exit_fails_and_is_retried_only_when_asked() {
+    let env = Env::start("non_zero_exit_fails_and_is_retried_only_when_asked").await;
+    let fail = template("fail", &[("run-for", "1s"), ("exit-code", "3"), ("message", "boom: out of cheese")]);
+    env.create("once", json!({"template": fail, "retry": {"backoff": {"initial": "1s"}}})).await;
+    env.create(
+        "twice",
+        json!({"template": fail, "retry": {"limit": 1, "reasons": ["PodFailed"], "backoff": {"initial": "1s"}}}),
+    )
+    .await;
+
+    let once = env.wait_finished("once", T).await;
+    let s = status(&once);
+    assert_eq!((s.phase, reason(&once).as_str()), (Phase::Failed, "PodFailed"), "{}", yaml(&once));
+    assert_eq!(s.exit_code, Some(3));
+    assert_eq!(s.termination_message.as_deref(), Some("boom: out of cheese"));
+    assert_eq!(history(&once), [(1, "PodFailed".to_owned())], "not retried by default");
+    assert!(message(&once).contains("exited with 3"), "{}", message(&once));
+    assert_eq!(condition(&once, "Failed").as_deref(), Some("True"));
+    assert_eq!(condition(&once, "Stalled").as_deref(), Some("True"));
+
+    let twice = env.wait_finished("twice", Duration::from_secs(40)).await;
+    let s = status(&twice);
+    assert_eq!((s.phase, reason(&twice).as_str()), (Phase::Failed, "PodFailed"), "{}", yaml(&twice));
+    assert_eq!(history(&twice), [(1, "PodFailed".to_owned()), (2, "PodFailed".to_owned())]);
+    assert_eq!(s.exit_code, Some(3));
+    assert!(message(&twice).contains("after 2 attempts"), "{}", message(&twice));
+
+    env.wait_no_pods("twice", Duration::from_secs(10)).await;
+    let attempts: Vec<Option<u32>> = env.pods_seen("twice").iter().map(|p| p.attempt).collect();
+    assert_eq!(attempts, [Some(1), Some(2)], "exactly one pod per attempt");
+    assert_eq!(env.pods_seen("once").len(), 1);
+}
+
+/// Someone deletes the running pod: the attempt ends `PodLost` (recorded once), a new pod is created for
+/// attempt 2, and the task succeeds with it.
+#[tokio::test]
+async fn pod_deleted_by_someone_else_is_retried_as_pod_lost() {
+    let env = Env::start("pod_deleted_by_someone_else_is_retried_as_pod_lost").await;
+    env.create(
+        "lost",
+        json!({"template": template("succeed", &[("run-for", "5s")]), "retry": {"backoff": {"initial": "1s"}}}),
+    )
+    .await;
+    env.wait_task("lost", "Running", T, |t| phase(t) == Phase::Running).await;
+    let first = env.pods_of("lost").await.pop().expect("attempt 1's pod");
+    let first_name = first.metadata.name.clone().expect("name");
+    env.pods().delete(&first_name, &DeleteParams::default()).await.expect("delete the pod");
+
+    let task = env.wait_finished("lost", T).await;
+    assert_eq!(phase(&task), Phase::Succeeded, "{}", yaml(&task));
+    assert_eq!(history(&task), [(1, "PodLost".to_owned()), (2, "Completed".to_owned())], "{}", yaml(&task));
+    let s = status(&task);
+    assert_eq!(s.attempt, 2);
+    assert_eq!(s.attempts[0].pod_name, first_name);
+    assert_ne!(s.pod_name.as_deref(), Some(first_name.as_str()));
+
+    env.wait_no_pods("lost", Duration::from_secs(10)).await;
+    let seen = env.pods_seen("lost");
+    let attempts: Vec<Option<u32>> = seen.iter().map(|p| p.attempt).collect();
+    assert_eq!(attempts, [Some(1), Some(2)], "exactly one pod per attempt: {seen:?}");
+    assert_eq!(seen[1].name, s.pod_name.clone().unwrap_or_default());
+    let reasons = env.event_reasons("lost").await;
+    assert!(reasons.iter().any(|r| r == "BackingOff"), "{reasons:?}");
+}
+
+/// Deleting the PodTask deletes its pod through the garbage collector (ownerReference), with either propagation;
+/// foreground deletion is not stuck on the pod.
+#[tokio::test]
+async fn deleting_the_task_deletes_its_pod() {
+    let env = Env::start("deleting_the_task_deletes_its_pod").await;
+    for name in ["bg", "fg"] {
+        env.create(name, json!({"template": template("run-forever", &[])})).await;
+    }
+    for name in ["bg", "fg"] {
+        env.wait_task(name, "Running", T, |t| phase(t) == Phase::Running).await;
+        let pod = env.pods_of(name).await.pop().expect("a pod");
+        let owner = &pod.metadata.owner_references.as_ref().expect("owner references")[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("PodTask", name));
+        assert_eq!((owner.controller, owner.block_owner_deletion), (Some(true), Some(true)));
+    }
+    env.tasks().delete("bg", &DeleteParams::background()).await.expect("delete bg");
+    env.tasks().delete("fg", &DeleteParams::foreground()).await.expect("delete fg");
+    for name in ["bg", "fg"] {
+        env.wait_no_pods(name, T).await;
+        let api = env.tasks();
+        wait_for(&format!("PodTask {name} to be gone"), T, async || {
+            api.get_opt(name).await.ok().flatten().is_none().then_some(())
+        })
+        .await;
+        assert_eq!(env.pods_seen(name).len(), 1);
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of podtask: the real operator binary against a real control plane (kube-apiserver, etcd,
+//! controller-manager, scheduler) with kwok nodes, each test in its own namespace with its own operator.
+//!
+//! Run: `hack/test-env.sh cargo test --features e2e --test e2e` (or `source ~/.cache/podtask/cluster/env` first).
+//! Operator logs: target/e2e-logs/<test>.log. Figures: `-- --nocapture 2>&1 | grep MEASURE`.
+//! Keep the namespaces of a run for inspection: PODTASK_E2E_KEEP=1.
+
+mod cli;
+mod deadline;
+mod finishing;
+mod harness;
+mod restart;
+mod startup;
+mod validation;
