@@ -101,12 +101,17 @@ impl<'a> Decision<'a> {
             .filter_map(|p| Some((pod::attempt_of(p)?, p)))
             .collect();
         let current = old.attempt.max(pods.keys().next_back().copied().unwrap_or(0));
-        let first_start = old
-            .start_time
+        let first_pod = pods.get(&1).or_else(|| pods.values().next());
+        let first_start =
+            old.start_time.as_ref().map(|t| t.0).or_else(|| first_pod.and_then(|p| pod::first_start_of(p)));
+        // Status first, then the deadline the pod was launched with: the spec may have been edited before the first
+        // status write locked it, and the deadline must not move with it.
+        let deadline = old
+            .deadline
             .as_ref()
             .map(|t| t.0)
-            .or_else(|| pods.get(&1).or_else(|| pods.values().next()).and_then(|p| pod::first_start_of(p)));
-        let deadline = old.deadline.as_ref().map(|t| t.0).or_else(|| deadline::absolute(&task.spec, first_start));
+            .or_else(|| first_pod.and_then(|p| pod::deadline_of(p)))
+            .or_else(|| deadline::absolute(&task.spec, first_start));
         let mut status = old.clone();
         if let Some(start) = first_start {
             status.start_time.get_or_insert(Time(start));

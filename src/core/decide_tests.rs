@@ -271,6 +271,21 @@ fn a_restarted_operator_recovers_the_start_from_the_pod_when_status_was_never_wr
 }
 
 #[test]
+fn the_deadline_a_pod_was_launched_with_survives_a_spec_edit_before_the_first_status_write() {
+    // Launched with executionTimeout 5m; before podtask wrote any status (the CRD locks the spec only once
+    // status.startTime is set: within the settle time, or while the operator is down) the spec was edited to 1h.
+    let launched = task(json!({"executionTimeout": "5m"}));
+    let mut pod = pod_at(&launched, 1, t(0), running());
+    pod.metadata.annotations.get_or_insert_default().insert("podtask.dev/deadline".into(), t(300).to_string());
+    let edited = task(json!({"executionTimeout": "1h"}));
+    let plan = cached(&edited, std::slice::from_ref(&pod), t(5));
+    assert_eq!(plan.status.deadline, Some(Time(t(300))), "the pod's deadline, not one from the edited spec");
+    assert_eq!(plan.requeue_at, Some(t(300)));
+    let late = fresh(&edited, &[pod], t(301));
+    assert_eq!(reason(&late), Some(Reason::DeadlineExceeded));
+}
+
+#[test]
 fn a_retry_that_would_start_after_the_deadline_is_not_started() {
     let task = reported(
         task(json!({"executionTimeout": "2m", "startupTimeout": "1m", "retry": {"backoff": {"initial": "90s"}}})),

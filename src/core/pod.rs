@@ -74,6 +74,11 @@ pub fn first_start_of(pod: &Pod) -> Option<Timestamp> {
         .or_else(|| pod.creation_timestamp().map(|t| t.0))
 }
 
+/// The task deadline a pod of ours was launched with (set when the task had one).
+pub fn deadline_of(pod: &Pod) -> Option<Timestamp> {
+    pod.annotations().get(naming::ANNOTATION_DEADLINE).and_then(|s| s.parse().ok())
+}
+
 /// Is this pod owned (as controller) by the task with this UID?
 pub fn is_owned_by(pod: &Pod, task_uid: &str) -> bool {
     pod.owner_references().iter().any(|o| o.controller == Some(true) && o.uid == task_uid)
