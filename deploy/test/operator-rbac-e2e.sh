@@ -154,10 +154,15 @@ EOF
   KUBECONFIG="$tmp/sa-$mode.kubeconfig" POD_NAME="$rel-op-$mode" POD_NAMESPACE="$rel_ns" \
     "$PODTASK_BIN" "${op_args[@]}" >"$tmp/op-$mode.log" 2>&1 &
   op_pid=$!
-  if wait_for 60 http_ok "http://127.0.0.1:$port/readyz" && kill -0 "$op_pid" 2>/dev/null; then
+  if wait_for 120 http_ok "http://127.0.0.1:$port/readyz" && kill -0 "$op_pid" 2>/dev/null; then
     ok "[$mode] operator passed its startup checks as the ServiceAccount; /readyz 200"
   else
-    bad "[$mode] operator did not become ready"; tail -20 "$tmp/op-$mode.log"; stop_operator; continue
+    bad "[$mode] operator did not become ready within 120s"
+    echo "  /readyz: $("$PY" -c 'import sys, urllib.request
+try: print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())
+except Exception as e: print(e)' "http://127.0.0.1:$port/readyz")"
+    echo "  load: $(cat /proc/loadavg)"; echo "  PodTasks in the cluster: $(k get pt -A --no-headers 2>/dev/null | wc -l)"
+    tail -20 "$tmp/op-$mode.log"; stop_operator; continue
   fi
   holder() { [ "$(k -n "$rel_ns" get lease "$rel-podtask" -o jsonpath='{.spec.holderIdentity}' 2>/dev/null)" = "$rel-op-$mode" ]; }
   if wait_for 60 holder; then ok "[$mode] holds Lease $rel_ns/$rel-podtask"; else bad "[$mode] lease not taken"; fi
