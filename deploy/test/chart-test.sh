@@ -92,7 +92,7 @@ if [ -s "$tmp/cluster.yaml" ]; then
   mutate secrets 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"].append({"apiGroups":[""],"resources":["secrets"],"verbs":["get"]})' "--mode cluster"
   mutate extra-pod-verb 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"][0]["verbs"].append("patch")' "--mode cluster"
   mutate missing-status-verb 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"][2]["verbs"]=["patch"]' "--mode cluster"
-  mutate crd-no-names 'if d["kind"]=="ClusterRole" and "crd" in d["metadata"]["name"]: d["rules"][0].pop("resourceNames")' "--mode cluster"
+  mutate crd-access 'if d["kind"]=="ClusterRole": d["rules"].append({"apiGroups":["apiextensions.k8s.io"],"resources":["customresourcedefinitions"],"verbs":["get"]})' "--mode cluster"
   mutate lease-cluster-wide 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"].append({"apiGroups":["coordination.k8s.io"],"resources":["leases"],"verbs":["get"]})' "--mode cluster"
   mutate root 'if d["kind"]=="Deployment": d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["runAsUser"]=0' "--mode cluster"
   mutate escalation 'if d["kind"]=="Deployment": d["spec"]["template"]["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"]=True' "--mode cluster"

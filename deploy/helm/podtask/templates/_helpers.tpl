@@ -81,20 +81,17 @@ and the per-namespace Roles, so both modes grant exactly the same thing.
 - apiGroups: ["podtask.dev"]
   resources: ["podtasks"]
   verbs: ["delete", "get", "list", "watch"]
-# Status is written only through the status subresource.
+# Status is written only through the status subresource, as a whole (PUT with the read's resourceVersion).
 - apiGroups: ["podtask.dev"]
   resources: ["podtasks/status"]
-  verbs: ["patch", "update"]
+  verbs: ["update"]
 {{- if .Values.rbac.ownerReferencesPermissionEnforcement }}
 # OwnerReferencesPermissionEnforcement: setting blockOwnerDeletion on a pod's ownerReference needs this.
 - apiGroups: ["podtask.dev"]
   resources: ["podtasks/finalizers"]
   verbs: ["update"]
 {{- end }}
-# Events on every transition (kube-rs's recorder uses events.k8s.io/v1; core v1 for older tooling).
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+# Events on every transition (kube-rs's recorder writes events.k8s.io/v1; `kubectl describe` reads them).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
