@@ -24,6 +24,9 @@ async fn execution_timeout_deletes_the_pod_at_the_deadline() {
     let deadline = deadline_of(&running).expect("status.deadline while running");
     let start = status(&running).start_time.expect("status.startTime").0;
     assert_eq!(deadline.duration_since(start).as_secs(), 6, "deadline = first launch + executionTimeout");
+    // kstatus (Flux, kpt, Argo CD): in progress while running, with observedGeneration current.
+    assert_eq!(condition(&running, "Reconciling").as_deref(), Some("True"), "{}", yaml(&running));
+    assert_eq!(status(&running).observed_generation, running.metadata.generation);
 
     let pod = env.pods_of("slow").await.pop().expect("the running pod");
     let ads = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds).expect("activeDeadlineSeconds (backstop)");
@@ -35,6 +38,8 @@ async fn execution_timeout_deletes_the_pod_at_the_deadline() {
     assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
     assert_eq!(deadline_of(&task), Some(deadline), "the deadline never moves");
     assert_eq!(history(&task), [(1, "DeadlineExceeded".to_owned())]);
+    assert_eq!(condition(&task, "Stalled").as_deref(), Some("True"));
+    assert_eq!(condition(&task, "Reconciling"), None);
     env.wait_no_pods("slow", Duration::from_secs(10)).await;
 
     let seen = env.pods_seen("slow");
@@ -59,35 +64,82 @@ async fn execution_timeout_deletes_the_pod_at_the_deadline() {
 async fn restarted_operator_enforces_the_original_deadline() {
     let mut env = Env::start("restarted_operator_enforces_the_original_deadline").await;
     env.create("budget", json!({"template": template("run-forever", &[]), "executionTimeout": "6s"})).await;
+    // A pod no node takes: no kubelet ever sees it, so activeDeadlineSeconds cannot stop it; only podtask can.
+    let mut nowhere = template("succeed", &[]);
+    nowhere["spec"]["nodeSelector"] = json!({"podtask.dev/e2e": "nowhere"});
+    env.create("unplaced", json!({"template": nowhere, "executionTimeout": "6s", "startupTimeout": "1m"})).await;
     let running = env.wait_task("budget", "Running", T, |t| phase(t) == Phase::Running).await;
-    let deadline = deadline_of(&running).expect("status.deadline");
+    let waiting = env.wait_task("unplaced", "Unschedulable", T, |t| reason(t) == "Unschedulable").await;
+    let deadlines = [
+        ("budget", deadline_of(&running).expect("status.deadline")),
+        ("unplaced", deadline_of(&waiting).expect("status.deadline")),
+    ];
     env.operator.kill();
 
-    // Wait (operator down) until the deadline is well past, watching that nothing moves the deadline.
-    let past = podtask::core::deadline::after(deadline, Duration::from_secs(2));
+    // Wait (operator down) until both deadlines are well past, watching that nothing moves them.
+    let latest = deadlines.iter().map(|(_, d)| *d).max().expect("two deadlines");
+    let past = podtask::core::deadline::after(latest, Duration::from_secs(2));
     let api = env.tasks();
-    wait_for("the deadline to pass while the operator is down", T, async || {
-        let t = api.get("budget").await.ok()?;
-        assert_eq!(deadline_of(&t), Some(deadline), "status.deadline moved while the operator was down");
+    wait_for("the deadlines to pass while the operator is down", T, async || {
+        for (name, deadline) in deadlines {
+            let t = api.get(name).await.ok()?;
+            assert_eq!(deadline_of(&t), Some(deadline), "status.deadline of {name} moved while the operator was down");
+        }
         (now() > past).then_some(())
     })
     .await;
     let pod_before = env.pods_of("budget").await;
     let backstop = pod_before.iter().any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"));
+    let stuck = env.pods_of("unplaced").await;
+    assert!(
+        stuck.len() == 1 && stuck[0].metadata.deletion_timestamp.is_none(),
+        "the unscheduled pod outlives its deadline while podtask is down"
+    );
 
     let restarted = now();
     env.operator.restart().await;
-    let task = env.wait_finished("budget", Duration::from_secs(15)).await;
-    assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
-    assert_eq!(deadline_of(&task), Some(deadline), "the deadline never moves");
-    assert_eq!(status(&task).attempt, 1, "no further attempt after the deadline");
-    env.wait_no_pods("budget", Duration::from_secs(10)).await;
+    for (name, deadline) in deadlines {
+        let task = env.wait_finished(name, Duration::from_secs(15)).await;
+        assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
+        assert_eq!(deadline_of(&task), Some(deadline), "the deadline of {name} never moves");
+        assert_eq!(status(&task).attempt, 1, "no further attempt after the deadline");
+        env.wait_no_pods(name, Duration::from_secs(10)).await;
+    }
 
-    let seen = env.pods_seen("budget");
-    assert_eq!(seen.len(), 1, "{seen:?}");
-    let enforce = ms_between(restarted, seen[0].deletion_seen.expect("pod deletion seen"));
+    let enforced = |name: &str| {
+        let seen = env.pods_seen(name);
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        ms_between(restarted, seen[0].deletion_seen.expect("pod deletion seen"))
+    };
+    let (running_ms, unscheduled_ms) = (enforced("budget"), enforced("unplaced"));
     println!(
-        "MEASURE restart_enforce_ms={enforce} (from spawning the restarted operator to the pod's deletion; kubelet backstop fired first: {backstop})"
+        "MEASURE restart_enforce_ms={running_ms} restart_enforce_unscheduled_ms={unscheduled_ms} (from spawning the restarted operator to the pod's deletion; kubelet backstop had stopped the running pod first: {backstop})"
     );
-    assert!(enforce < 10_000, "the restarted operator took {enforce}ms to delete the pod");
+    assert!(running_ms < 10_000, "the restarted operator took {running_ms}ms to delete the pod");
+    assert!(unscheduled_ms < 10_000, "the restarted operator took {unscheduled_ms}ms to delete the pod");
+}
+
+/// A retry whose start would fall after the deadline is not started: the task fails at once with the attempt's
+/// reason and says why.
+#[tokio::test]
+async fn retry_after_the_deadline_is_not_started() {
+    let env = Env::start("retry_after_the_deadline_is_not_started").await;
+    env.create(
+        "late",
+        json!({
+            "template": template("fail", &[("run-for", "1s")]),
+            "executionTimeout": "8s",
+            "retry": {"limit": 3, "reasons": ["PodFailed"], "backoff": {"initial": "30s"}}
+        }),
+    )
+    .await;
+    let task = env.wait_finished("late", T).await;
+    assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "PodFailed"), "{}", yaml(&task));
+    assert_eq!(history(&task), [(1, "PodFailed".to_owned())]);
+    assert!(message(&task).contains("not retried: attempt 2 would start at"), "{}", message(&task));
+    assert!(message(&task).contains("after the deadline"), "{}", message(&task));
+    let done = status(&task).completion_time.expect("completionTime").0;
+    assert!(done < deadline_of(&task).expect("deadline"), "failed before the deadline rather than waiting for it");
+    env.wait_no_pods("late", Duration::from_secs(10)).await;
+    assert_eq!(env.pods_seen("late").len(), 1);
 }

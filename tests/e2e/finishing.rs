@@ -46,6 +46,14 @@ async fn succeeding_task_is_complete_and_its_pod_deleted() {
     assert!(out.status.success(), "kubectl wait failed: {}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("condition met"));
 
+    // The printer columns users see in `kubectl get pt`.
+    let (ok, table) = kubectl(&["get", "pt", "hello", "-n", &env.ns]);
+    assert!(ok, "{table}");
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "PHASE", "ATTEMPT", "REASON", "DEADLINE", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(row[..4], ["hello", "Succeeded", "1", "Completed"], "{table}");
+
     env.wait_no_pods("hello", Duration::from_secs(10)).await;
     let seen = env.pods_seen("hello");
     assert_eq!(seen.len(), 1, "one pod: {seen:?}");
@@ -203,4 +211,44 @@ async fn deleting_the_task_deletes_its_pod() {
         .await;
         assert_eq!(env.pods_seen(name).len(), 1);
     }
+}
+
+/// An evicted pod is an infrastructure failure: retried by default, and the task fails `Evicted` with the
+/// kubelet's message once the retries are spent.
+#[tokio::test]
+async fn evicted_pod_is_retried() {
+    let env = Env::start("evicted_pod_is_retried").await;
+    env.create(
+        "evicted",
+        json!({"template": template("evict", &[("run-for", "1s")]), "retry": {"limit": 1, "backoff": {"initial": "1s"}}}),
+    )
+    .await;
+    let task = env.wait_finished("evicted", T).await;
+    assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "Evicted"), "{}", yaml(&task));
+    assert_eq!(history(&task), [(1, "Evicted".to_owned()), (2, "Evicted".to_owned())]);
+    assert!(message(&task).contains("The node was low on resource: memory."), "{}", message(&task));
+    assert!(message(&task).contains("after 2 attempts"), "{}", message(&task));
+    env.wait_no_pods("evicted", Duration::from_secs(10)).await;
+    let attempts: Vec<Option<u32>> = env.pods_seen("evicted").iter().map(|p| p.attempt).collect();
+    assert_eq!(attempts, [Some(1), Some(2)]);
+}
+
+/// `ttlAfterFinished`: the PodTask deletes itself that long after it finished, not before.
+#[tokio::test]
+async fn finished_task_is_deleted_after_its_ttl() {
+    let env = Env::start("finished_task_is_deleted_after_its_ttl").await;
+    env.create("short-lived", json!({"template": template("succeed", &[("run-for", "1s")]), "ttlAfterFinished": "3s"}))
+        .await;
+    let done = env.wait_finished("short-lived", T).await;
+    assert_eq!(phase(&done), Phase::Succeeded);
+    let completed = status(&done).completion_time.expect("completionTime").0;
+    let api = env.tasks();
+    let gone_at = wait_for("the PodTask to delete itself", T, async || {
+        api.get_opt("short-lived").await.ok().flatten().is_none().then(now)
+    })
+    .await;
+    let after = ms_between(completed, gone_at);
+    println!("MEASURE ttl_delete_after_ms={after} (ttlAfterFinished 3s, completionTime has whole seconds)");
+    assert!(after >= 3000, "deleted {after}ms after completion, before its 3s TTL");
+    assert!(after < 8000, "deleted {after}ms after completion");
 }

@@ -146,11 +146,18 @@ pub struct OperatorOpts {
     pub default_startup_timeout: &'static str,
     pub config_error_grace: &'static str,
     pub min_rate_limit_backoff: &'static str,
+    /// Hold a Lease in the test namespace before reconciling (`--leader-elect`), with this lease duration.
+    pub leader_elect: Option<&'static str>,
 }
 
 impl Default for OperatorOpts {
     fn default() -> Self {
-        Self { default_startup_timeout: "8s", config_error_grace: "3s", min_rate_limit_backoff: "3s" }
+        Self {
+            default_startup_timeout: "8s",
+            config_error_grace: "3s",
+            min_rate_limit_backoff: "3s",
+            leader_elect: None,
+        }
     }
 }
 
@@ -163,9 +170,9 @@ pub struct Operator {
 }
 
 impl Operator {
-    fn spawn(ns: &str, opts: &OperatorOpts, log: PathBuf) -> Self {
+    fn spawn(ns: &str, opts: &OperatorOpts, log: PathBuf, identity: String) -> Self {
         let port = free_port();
-        let args = vec![
+        let mut args: Vec<String> = vec![
             "run".into(),
             "--namespaces".into(),
             ns.into(),
@@ -174,7 +181,7 @@ impl Operator {
             "--log-format".into(),
             "json".into(),
             "--log-level".into(),
-            "info,podtask=debug".into(),
+            "info,podtask=debug,kube=debug".into(),
             "--default-startup-timeout".into(),
             opts.default_startup_timeout.into(),
             "--config-error-grace".into(),
@@ -182,8 +189,11 @@ impl Operator {
             "--min-rate-limit-backoff".into(),
             opts.min_rate_limit_backoff.into(),
             "--identity".into(),
-            format!("e2e-{ns}"),
+            identity,
         ];
+        if let Some(duration) = opts.leader_elect {
+            args.extend(["--leader-elect", "--lease-namespace", ns, "--lease-duration", duration].map(String::from));
+        }
         let _ = File::create(&log).expect("create the operator log");
         let mut op = Self { child: None, args, log, port };
         op.start();
@@ -347,6 +357,9 @@ pub struct Env {
     pub ns: String,
     pub client: Client,
     pub operator: Operator,
+    opts: OperatorOpts,
+    /// Further replicas started with [`Env::another_operator`] (their logs are dumped too).
+    extra_logs: Vec<PathBuf>,
     pods_seen: PodBook,
     pod_watch: tokio::task::JoinHandle<()>,
 }
@@ -369,7 +382,7 @@ impl Env {
         namespaces.create(&PostParams::default(), &namespace).await.expect("create the test namespace");
         // From here on the namespace is cleaned up by Drop, even if the rest of the setup fails.
         let log = log_dir().join(format!("{test}.log"));
-        let operator = Operator::spawn(&ns, &opts, log);
+        let operator = Operator::spawn(&ns, &opts, log, "e2e-operator-1".into());
         let pods_seen: PodBook = Arc::default();
         let book = pods_seen.clone();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -383,7 +396,7 @@ impl Env {
                 }
             }
         });
-        let mut env = Self { test: test.into(), ns, client, operator, pods_seen, pod_watch };
+        let mut env = Self { test: test.into(), ns, client, operator, opts, extra_logs: vec![], pods_seen, pod_watch };
         let accounts: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
         wait_for("serviceaccount/default in the test namespace", Duration::from_secs(30), async || {
             accounts.get_opt("default").await.ok().flatten()
@@ -391,6 +404,16 @@ impl Env {
         .await;
         env.operator.wait_ready().await;
         env
+    }
+
+    /// Start another replica of the operator with the same options (identity `e2e-operator-<n>`), ready.
+    pub async fn another_operator(&mut self) -> Operator {
+        let n = self.extra_logs.len() + 2;
+        let log = log_dir().join(format!("{}.{n}.log", self.test));
+        self.extra_logs.push(log.clone());
+        let mut op = Operator::spawn(&self.ns, &self.opts, log, format!("e2e-operator-{n}"));
+        op.wait_ready().await;
+        op
     }
 
     pub fn tasks(&self) -> Api<PodTask> {
@@ -511,8 +534,10 @@ impl Env {
         for p in seen {
             eprintln!("{p:?}");
         }
-        eprintln!("---- operator log: {} (last 60 lines) ----", self.operator.log.display());
-        eprintln!("{}", tail(&self.operator.log, 60));
+        for log in std::iter::once(&self.operator.log).chain(&self.extra_logs) {
+            eprintln!("---- operator log: {} (last 60 lines) ----", log.display());
+            eprintln!("{}", tail(log, 60));
+        }
         eprintln!("======== end of diagnostics; full operator log: {} ========\n", self.operator.log.display());
     }
 }

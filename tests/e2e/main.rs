@@ -9,6 +9,7 @@ mod cli;
 mod deadline;
 mod finishing;
 mod harness;
+mod leader;
 mod restart;
 mod startup;
 mod validation;
