@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, future};
+use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, Client, ResourceExt,
@@ -52,6 +52,12 @@ pub async fn run(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
 
+    // Readiness comes from each watch's first complete list (InitDone), not from `Store::wait_until_ready`: the
+    // Controller already waits on its store that way, and kube-runtime wakes only one of several concurrent
+    // waiters, so a second one could hang and leave /readyz unready forever.
+    let (tasks_synced_tx, mut tasks_synced) = watch::channel(false);
+    let (pods_synced_tx, mut pods_synced) = watch::channel(false);
+
     // Only podtask's pods, without managedFields: the cache stays proportional to podtask's own work.
     let (pod_reader, pod_writer) = reflector::store();
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
@@ -61,13 +67,18 @@ pub async fn run(
             p.managed_fields_mut().clear();
         })
         .reflect(pod_writer)
+        .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
 
-    let controller = Controller::new(tasks_api, watcher::Config::default().any_semantic())
+    let (tasks_reader, tasks_writer) = reflector::store();
+    let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
+        .reflect(tasks_writer)
+        .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
+        .applied_objects();
+    let controller = Controller::for_stream(task_stream, tasks_reader.clone())
         .with_config(ControllerConfig::default().concurrency(settings.concurrency))
         .owns_stream(pod_stream)
         .graceful_shutdown_on(shutdown);
-    let tasks_reader = controller.store();
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
 
     let recorder = Recorder::new(
@@ -78,8 +89,9 @@ pub async fn run(
 
     let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());
     tokio::spawn(async move {
-        let (a, b) = future::join(tasks_reader.wait_until_ready(), pod_reader.wait_until_ready()).await;
-        if a.is_ok() && b.is_ok() {
+        let tasks = tasks_synced.wait_for(|s| *s).await.is_ok();
+        let pods = pods_synced.wait_for(|s| *s).await.is_ok();
+        if tasks && pods {
             info!(%scope, "watch caches synced");
             let _ = ready.send(true);
         }
@@ -98,4 +110,11 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+/// A watch delivered its first complete list (and the reflector before this point stored it).
+fn mark_synced<K>(event: &watcher::Event<K>, synced: &watch::Sender<bool>) {
+    if matches!(event, watcher::Event::InitDone) {
+        synced.send_replace(true);
+    }
 }
