@@ -16,7 +16,7 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
 
 #[tokio::test]
 async fn standby_takes_over_when_the_leader_is_killed() {
-    let opts = OperatorOpts { leader_elect: Some("3s"), ..OperatorOpts::default() };
+    let opts = OperatorOpts { leader_elect: Some("5s"), ..OperatorOpts::default() };
     let mut env = Env::start_with("standby_takes_over_when_the_leader_is_killed", opts).await;
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), &env.ns);
     let first = wait_for("a leader", Duration::from_secs(20), async || holder(&leases).await).await;
@@ -34,7 +34,7 @@ async fn standby_takes_over_when_the_leader_is_killed() {
     })
     .await;
     let failover = ms_between(killed, now());
-    println!("MEASURE leader_failover_ms={failover} (lease duration 3s)");
+    println!("MEASURE leader_failover_ms={failover} (lease duration 5s)");
     assert_eq!(second, "e2e-operator-2");
 
     let task = env.wait_finished("handover", Duration::from_secs(30)).await;
