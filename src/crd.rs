@@ -32,8 +32,8 @@ use crate::duration::Duration;
     printcolumn(name = "Deadline", type_ = "string", format = "date-time", json_path = ".status.deadline"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new(
-        "!has(oldSelf.status) || !has(oldSelf.status.startTime) || self.spec == oldSelf.spec"
-    ).message("spec cannot change once the task has started (status.startTime is set): delete the PodTask and create it again to run something else")
+        "self.spec == oldSelf.spec"
+    ).message("spec cannot change once the PodTask exists (its pod may already be running, as with a Job's template): delete the PodTask and create it again to run something else")
 )]
 #[x_kube(validation = Rule::new("has(self.template.spec) && size(self.template.spec.containers) > 0").message("template.spec.containers must list at least one container"))]
 #[x_kube(validation = Rule::new("!has(self.template.spec) || !has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Never'").message("template.spec.restartPolicy must be Never or left out: podtask retries failed attempts itself (see spec.retry)"))]

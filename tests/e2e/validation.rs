@@ -157,7 +157,7 @@ async fn spec_is_immutable_once_the_task_started() {
     };
     println!("spec change: {msg}");
     assert!(msg.starts_with("422"), "{msg}");
-    assert!(msg.contains("spec cannot change once the task has started"), "{msg}");
+    assert!(msg.contains("spec cannot change once the PodTask exists"), "{msg}");
     assert!(msg.contains("delete the PodTask and create it again"), "{msg}");
 
     // Labels are not the spec: still editable (e.g. by GitOps tools).
