@@ -14,6 +14,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
     pub phase: String,
 }
@@ -27,14 +32,14 @@ pub struct ClassLabel {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub reconcile_errors: Family<ReasonLabel, Counter>,
+    pub reconcile_errors: Family<KindLabel, Counter>,
     pub reconcile_duration: Histogram,
     pub tasks_by_phase: Family<PhaseLabel, Gauge<i64, AtomicI64>>,
     pub outcomes: Family<ReasonLabel, Counter>,
     pub deadline_lag: Histogram,
     pub image_pull_waits: Family<ClassLabel, Counter>,
     pub attempts_started: Counter,
-    pub api_writes: Family<ReasonLabel, Counter>,
+    pub api_writes: Family<KindLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
 }
 
@@ -42,14 +47,14 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("podtask");
         let reconciles = Counter::default();
-        let reconcile_errors = Family::<ReasonLabel, Counter>::default();
+        let reconcile_errors = Family::<KindLabel, Counter>::default();
         let reconcile_duration = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
         let tasks_by_phase = Family::<PhaseLabel, Gauge<i64, AtomicI64>>::default();
         let outcomes = Family::<ReasonLabel, Counter>::default();
         let deadline_lag = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
         let image_pull_waits = Family::<ClassLabel, Counter>::default();
         let attempts_started = Counter::default();
-        let api_writes = Family::<ReasonLabel, Counter>::default();
+        let api_writes = Family::<KindLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
@@ -98,11 +103,11 @@ impl Metrics {
     }
 
     pub fn write(&self, kind: &str) {
-        self.api_writes.get_or_create(&ReasonLabel { reason: kind.to_owned() }).inc();
+        self.api_writes.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
     }
 
     pub fn error(&self, kind: &str) {
-        self.reconcile_errors.get_or_create(&ReasonLabel { reason: kind.to_owned() }).inc();
+        self.reconcile_errors.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
     }
 
     /// A task moved from phase `from` to phase `to`.

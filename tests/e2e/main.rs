@@ -12,6 +12,7 @@ mod deadline;
 mod finishing;
 mod harness;
 mod leader;
+mod metrics;
 mod restart;
 mod startup;
 mod validation;
