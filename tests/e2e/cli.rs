@@ -119,3 +119,54 @@ fn run_fails_fast_when_the_crd_is_missing() {
         &["the CRD podtasks.podtask.dev is not installed", "podtask crd | kubectl apply --server-side -f -"],
     );
 }
+
+/// An identity without podtask's permissions: `podtask run` names every missing verb and resource, and who it is,
+/// instead of crash-looping on watch errors.
+#[test]
+fn run_fails_fast_naming_what_rbac_forbids() {
+    kubeconfig();
+    let ns = format!("e2e-rbac-{}", std::process::id());
+    let k = |args: &[&str]| {
+        let (ok, out) = crate::harness::kubectl(args);
+        assert!(ok, "kubectl {args:?}: {out}");
+        out
+    };
+    k(&["create", "namespace", &ns]);
+    k(&["-n", &ns, "create", "serviceaccount", "nobody"]);
+    let token = k(&["-n", &ns, "create", "token", "nobody", "--duration=10m"]);
+    let server = k(&["config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    let ca =
+        k(&["config", "view", "--raw", "--minify", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"]);
+    let path = log_dir().join("rbac-nobody.kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    \
+         token: {}\n",
+        server.trim(),
+        ca.trim(),
+        token.trim()
+    );
+    std::fs::write(&path, text).expect("write kubeconfig");
+
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_podtask"))
+        .args(["run", "--http-addr", "127.0.0.1:0", "--namespaces", &ns])
+        .env("KUBECONFIG", &path)
+        .output()
+        .expect("podtask run");
+    let took = start.elapsed();
+    let _ = crate::harness::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    assert_fails_with(
+        &out,
+        took,
+        "no permissions",
+        &[
+            "RBAC forbids what podtask needs",
+            &format!("system:serviceaccount:{ns}:nobody"),
+            &format!("create pods (core) in namespace {ns}"),
+            &format!("watch podtasks (podtask.dev) in namespace {ns}"),
+            &format!("update podtasks/status (podtask.dev) in namespace {ns}"),
+            &format!("create events (events.k8s.io) in namespace {ns}"),
+        ],
+    );
+}
