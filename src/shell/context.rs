@@ -26,6 +26,26 @@ pub struct Context {
     pub config: core::Config,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
+    /// Consecutive failed reconciles per task, for the error backoff.
+    pub failures: Failures,
+}
+
+/// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+impl Failures {
+    /// Record one more failure; returns how many in a row.
+    pub fn record(&self, key: &str) -> u32 {
+        let mut map = self.0.lock().expect("failure map lock");
+        let n = map.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    pub fn clear(&self, key: &str) {
+        self.0.lock().expect("failure map lock").remove(key);
+    }
 }
 
 impl Context {

@@ -85,7 +85,15 @@ pub async fn run(
         client.clone(),
         Reporter { controller: "podtask".into(), instance: Some(settings.reporter_instance.clone()) },
     );
-    let ctx = Arc::new(Context { client, pods: pod_reader.clone(), recorder, config: settings.config, metrics, clock });
+    let ctx = Arc::new(Context {
+        client,
+        pods: pod_reader.clone(),
+        recorder,
+        config: settings.config,
+        metrics,
+        clock,
+        failures: Default::default(),
+    });
 
     let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());
     tokio::spawn(async move {

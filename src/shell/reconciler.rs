@@ -23,8 +23,15 @@ use crate::{
 
 /// Wait after a write lost a race with a newer version of the task (the watch brings that version shortly).
 const STALE_RETRY: StdDuration = StdDuration::from_millis(250);
-/// Wait after an API error before trying again.
-const ERROR_RETRY: StdDuration = StdDuration::from_secs(5);
+/// Wait after the first API error; it doubles with each further failure in a row, up to ERROR_RETRY_MAX.
+const ERROR_RETRY: StdDuration = StdDuration::from_secs(1);
+const ERROR_RETRY_MAX: StdDuration = StdDuration::from_secs(300);
+
+/// Backoff after the `n`th consecutive failure (n ≥ 1): 1s, 2s, 4s, … 5m. Throttling (429) and an unwell API
+/// server (5xx) are answered with growing waits, never a hot loop.
+fn error_backoff(n: u32) -> StdDuration {
+    ERROR_RETRY.saturating_mul(1 << n.saturating_sub(1).min(16)).min(ERROR_RETRY_MAX)
+}
 
 /// Reconcile one PodTask.
 pub async fn reconcile(task: Arc<PodTask>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -32,6 +39,9 @@ pub async fn reconcile(task: Arc<PodTask>, ctx: Arc<Context>) -> Result<Action, 
     ctx.metrics.reconciles.inc();
     let result = reconcile_inner(&task, &ctx).await;
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.failures.clear(&key(&task));
+    }
     result
 }
 
@@ -44,9 +54,10 @@ pub fn error_policy(task: Arc<PodTask>, error: &Error, ctx: Arc<Context>) -> Act
             Action::requeue(STALE_RETRY)
         }
         Error::Kube(e) => {
-            warn!(task = %key(&task), error = %e, "reconcile failed; retrying in {ERROR_RETRY:?}");
+            let wait = error_backoff(ctx.failures.record(&key(&task)));
+            warn!(task = %key(&task), error = %e, "reconcile failed; retrying in {wait:?}");
             ctx.metrics.error("api");
-            Action::requeue(ERROR_RETRY)
+            Action::requeue(wait)
         }
     }
 }
@@ -251,6 +262,13 @@ fn until(now: Timestamp, at: Timestamp) -> StdDuration {
 
 fn key(task: &PodTask) -> String {
     format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any())
+}
+
+#[cfg(test)]
+#[test]
+fn error_backoff_doubles_and_caps() {
+    let waits: Vec<u64> = [1, 2, 3, 4, 9, 10, 50, u32::MAX].into_iter().map(|n| error_backoff(n).as_secs()).collect();
+    assert_eq!(waits, [1, 2, 4, 8, 256, 300, 300, 300]);
 }
 
 #[cfg(test)]

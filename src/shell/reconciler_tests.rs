@@ -277,6 +277,7 @@ where
         config: core::Config::default(),
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
+        failures: Default::default(),
     });
     let script = script(ApiServer { handle, events: vec![] });
     let server = tokio::spawn(async move { script.await.done().await });
