@@ -201,37 +201,30 @@ EOF
 	touch "$dir/bin/.complete"
 }
 
-build_kwok() {
-	local dir=$CACHE/kwok/$KWOK_VERSION
+# go_install_cached NAME VERSION BINARY PACKAGE [LDFLAGS]: `go install` a module whose go.mod has no replace
+# directives into $CACHE/NAME/VERSION/bin, once.
+go_install_cached() {
+	local name=$1 version=$2 binary=$3 package=$4 ldflags="-s -w ${5:-}"
+	local dir=$CACHE/$name/$version
 	if [[ -f $dir/bin/.complete ]]; then
-		log "kwok $KWOK_VERSION: cached in $dir/bin"
+		log "$name $version: cached in $dir/bin"
 		return 0
 	fi
 	need_cmd go
 	mkdir -p "$dir/bin"
-	# no replace directives in kwok's go.mod: plain `go install` works.
-	run_build "kwok $KWOK_VERSION" "$dir/build.log" \
-		env GOBIN="$dir/bin" go install -v -trimpath -ldflags "-s -w" \
-		"sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-	[[ -x $dir/bin/kwok ]] || die "missing $dir/bin/kwok after build"
+	run_build "$name $version" "$dir/build.log" \
+		env GOBIN="$dir/bin" go install -v -trimpath -ldflags "$ldflags" "$package@$version"
+	[[ -x $dir/bin/$binary ]] || die "missing $dir/bin/$binary after build"
 	touch "$dir/bin/.complete"
 }
 
+build_kwok() {
+	go_install_cached kwok "$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
+}
+
 build_helm() {
-	local dir=$CACHE/helm/$HELM_VERSION
-	if [[ -f $dir/bin/.complete ]]; then
-		log "helm $HELM_VERSION: cached in $dir/bin"
-		return 0
-	fi
-	need_cmd go
-	mkdir -p "$dir/bin"
-	# helm v3's go.mod has no replace directives: plain `go install` works.
-	run_build "helm $HELM_VERSION" "$dir/build.log" \
-		env GOBIN="$dir/bin" go install -v -trimpath \
-		-ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-		"helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-	[[ -x $dir/bin/helm ]] || die "missing $dir/bin/helm after build"
-	touch "$dir/bin/.complete"
+	go_install_cached helm "$HELM_VERSION" helm helm.sh/helm/v3/cmd/helm \
+		"-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 }
 
 cmd_build() {

@@ -13,12 +13,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 script="$repo/docs/argocd-health.lua"
 tests="$here/argocd-health/health_test.lua"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+# shellcheck source=deploy/test/lib.sh
+. "$repo/deploy/test/lib.sh"   # $tmp, ok, bad, $passed, $failed
 
 interpreters=()
 find_lua() {

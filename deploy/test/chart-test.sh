@@ -16,13 +16,8 @@ chart="$repo/deploy/helm/podtask"
 . "$repo/deploy/find-helm.sh"   # $HELM, else helm on PATH, else hack/cluster.sh's build
 KUBECTL="${KUBECTL:-kubectl}"
 PY="${PYTHON:-python3}"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+# shellcheck source=deploy/test/lib.sh
+. "$repo/deploy/test/lib.sh"   # $tmp, ok, bad, $passed, $failed
 
 if ! command -v "$HELM" >/dev/null 2>&1; then
   echo "chart-test: helm not found (set HELM=/path/to/helm)" >&2

@@ -26,17 +26,14 @@ PY="${PYTHON:-python3}"
 if [ -z "${PODTASK_BIN:-}" ]; then
   for b in "$repo/target/release/podtask" "$repo/target/debug/podtask"; do [ -x "$b" ] && PODTASK_BIN="$b" && break; done
 fi
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   - $*"; }
-bad() { failed=$((failed + 1)); echo "FAIL - $*"; }
+# shellcheck source=deploy/test/lib.sh
+. "$repo/deploy/test/lib.sh"   # $tmp, ok, bad, $passed, $failed (its EXIT trap is replaced by cleanup below)
 k() { "$KUBECTL" --request-timeout=30s "$@"; }
 
 [ -n "${KUBECONFIG:-}" ] || { echo "operator-rbac-e2e: set KUBECONFIG to a test cluster" >&2; exit 2; }
 [ -x "${PODTASK_BIN:-}" ] || { echo "operator-rbac-e2e: no podtask binary (cargo build, or set PODTASK_BIN)" >&2; exit 2; }
 k version >/dev/null 2>&1 || { echo "operator-rbac-e2e: cluster unreachable through $KUBECONFIG" >&2; exit 2; }
 
-tmp="$(mktemp -d)"
 suffix="$(date +%s | tail -c 6)$$"
 rel="pte2e-${suffix: -8}"
 rel_ns="podtask-e2e-${suffix: -8}"
