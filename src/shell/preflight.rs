@@ -49,15 +49,32 @@ pub async fn check_api(client: &Client, scopes: &[Option<String>]) -> Result<(),
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
         };
-        match api.list_metadata(&ListParams::default().limit(1)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => return Err(StartupError::CrdMissing),
-            // Forbidden is reported with every other missing permission by check_rbac.
-            Err(kube::Error::Api(s)) if s.code == 403 => {}
-            Err(e) => return Err(StartupError::Unreachable(e.to_string())),
+        // A CRD applied a moment ago takes a second or two to be served: look a few times before giving up.
+        let mut missing_checks = 0;
+        loop {
+            match api.list_metadata(&ListParams::default().limit(1)).await {
+                Err(kube::Error::Api(s)) if s.code == 404 && missing_checks < CRD_CHECKS => {
+                    missing_checks += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                result => break check_list(result)?,
+            }
         }
     }
     Ok(())
+}
+
+/// How many times a missing CRD is looked for (every 500ms) before `podtask run` gives up.
+const CRD_CHECKS: u32 = 10;
+
+fn check_list<T>(result: Result<T, kube::Error>) -> Result<(), StartupError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(StartupError::CrdMissing),
+        // Forbidden is reported with every other missing permission by check_rbac.
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+        Err(e) => Err(StartupError::Unreachable(e.to_string())),
+    }
 }
 
 /// Ask the API server (SelfSubjectAccessReview) whether each needed verb is allowed; name every one that isn't.
