@@ -27,7 +27,7 @@ fi
 
 echo "--- building podtask"
 cargo build --quiet --bin podtask
-echo "--- starting the local control plane (the first run builds it from the Go module proxy: 15-30 min)"
+echo "--- starting the local control plane (the first run builds it from the Go module proxy: about 13 min on 2 cores)"
 # shellcheck source=/dev/null
 source hack/test-env.sh
 
