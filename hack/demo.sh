@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command from a fresh clone to podtask running the examples on a local, real control plane:
-#   hack/demo.sh          build (first time: ~the Go control plane, then cargo), start the cluster, install the
+#   hack/demo.sh          build (the first time: the Go control plane, then cargo), start the cluster, install the
 #                         CRD, start the operator, apply examples/ into namespace podtask-demo, and watch
 #                         them reach their outcomes.
 #   hack/demo.sh stop     stop the operator and the cluster.
