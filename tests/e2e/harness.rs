@@ -78,8 +78,18 @@ fn ensure_crd() {
         apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write the CRD to kubectl");
         let out = apply.wait_with_output().expect("kubectl apply");
         assert!(out.status.success(), "installing the CRD failed: {}", String::from_utf8_lossy(&out.stderr));
-        let (ok, text) = kubectl(&["wait", "--for=condition=Established", "crd/podtasks.podtask.dev", "--timeout=60s"]);
-        assert!(ok, "the CRD did not become Established: {text}");
+        // Poll rather than `kubectl wait`: right after a first apply the CRD has no conditions yet, and
+        // `kubectl wait` fails at once on that instead of waiting.
+        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+        let start = std::time::Instant::now();
+        loop {
+            let (_, text) = kubectl(&["get", "crd", "podtasks.podtask.dev", "-o", established]);
+            if text.trim() == "True" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "the CRD did not become Established: {text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
     });
 }
 
