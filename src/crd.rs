@@ -11,7 +11,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::Duration;
+use crate::{duration::Duration, time_spec::TimeSpec};
 
 /// Runs one pod to completion, reliably: an absolute deadline that is never extended, a startup timeout per
 /// attempt, image-pull trouble treated as a retryable timeout rather than a hard failure, and no pod left behind.
@@ -49,9 +49,10 @@ pub struct PodTaskSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_timeout: Option<Duration>,
 
-    /// Absolute time (RFC 3339) by which the task must be over. With executionTimeout too, the earlier wins.
+    /// Absolute time (RFC 3339, e.g. 2026-11-22T18:00:00Z) by which the task must be over. With
+    /// executionTimeout too, the earlier wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<Time>,
+    pub deadline: Option<TimeSpec>,
 
     /// Per attempt: how long a pod may take from creation until it has started (scheduling, image pulls,
     /// container creation). Defaults to the operator's --default-startup-timeout.
@@ -302,6 +303,7 @@ pub fn definition() -> CustomResourceDefinition {
             let keep = template.description.take();
             let mut value = serde_json::to_value(&*template).expect("schema serializes");
             strip_descriptions(&mut value);
+            strip_date_time_formats(&mut value);
             *template = serde_json::from_value(value).expect("schema deserializes");
             template.description = keep;
         }
@@ -323,6 +325,18 @@ fn strip_descriptions(v: &mut serde_json::Value) {
     for_each_object(v, &mut |map| {
         if map.get("description").is_some_and(serde_json::Value::is_string) {
             map.remove("description");
+        }
+    });
+}
+
+/// The pod template's metadata timestamps are ignored when a pod is created, but with `format: date-time` the API
+/// server's CEL parses them when it compares the spec for the immutability rule: a value the schema let through
+/// but CEL cannot parse (e.g. a lowercase `t`) would then refuse every later write to the PodTask, status
+/// included. Without the format, the rule compares strings.
+fn strip_date_time_formats(v: &mut serde_json::Value) {
+    for_each_object(v, &mut |map| {
+        if map.get("format").and_then(serde_json::Value::as_str) == Some("date-time") {
+            map.remove("format");
         }
     });
 }

@@ -7,3 +7,4 @@ pub mod crd;
 pub mod duration;
 pub use k8s_openapi::jiff;
 pub mod shell;
+pub mod time_spec;

@@ -175,7 +175,8 @@ fn waiting(pod: &Pod) -> Option<Waiting> {
 /// One row of the contract's table.
 fn waiting_reason(container: &str, kubelet_reason: &str, message: String) -> Waiting {
     let (class, reason) = match kubelet_reason {
-        "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "ErrImageInspect" => {
+        // SignatureValidationFailed: CRI-O refused the image by its signature policy.
+        "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "ErrImageInspect" | "SignatureValidationFailed" => {
             let reason =
                 if is_rate_limited(&message) { Reason::ImagePullRateLimited } else { Reason::ImagePullBackOff };
             (WaitClass::Transient, reason)
@@ -195,8 +196,7 @@ fn waiting_reason(container: &str, kubelet_reason: &str, message: String) -> Wai
 
 /// Registry throttling or trouble on the registry's side: worth a longer wait before the next attempt.
 pub fn is_rate_limited(message: &str) -> bool {
-    const MARKERS: [&str; 14] = [
-        "429",
+    const MARKERS: [&str; 13] = [
         "toomanyrequests",
         "too many requests",
         "pull qps exceeded",
@@ -212,7 +212,23 @@ pub fn is_rate_limited(message: &str) -> bool {
         "client.timeout exceeded",
     ];
     let m = message.to_ascii_lowercase();
-    MARKERS.iter().any(|marker| m.contains(marker))
+    MARKERS.iter().any(|marker| m.contains(marker)) || has_status_429(&m)
+}
+
+/// HTTP status 429 named as a status, not any "429" in the text (an image digest can contain those digits):
+/// a standalone 429 next to "status", "code", "http" or "response", or one the registry quotes as `429 ...`.
+fn has_status_429(lowercase: &str) -> bool {
+    const CONTEXT: [&str; 4] = ["status", "code", "http", "response"];
+    let bytes = lowercase.as_bytes();
+    lowercase.match_indices("429").any(|(at, _)| {
+        let standalone = |i: Option<&u8>| i.is_none_or(|c| !c.is_ascii_alphanumeric());
+        let before = at.checked_sub(1).and_then(|i| bytes.get(i));
+        if !standalone(before) || !standalone(bytes.get(at + 3)) {
+            return false;
+        }
+        let window = &lowercase[lowercase.floor_char_boundary(at.saturating_sub(24))..at];
+        CONTEXT.iter().any(|c| window.contains(c)) || lowercase[at..].starts_with("429 ")
+    })
 }
 
 #[cfg(test)]
@@ -263,6 +279,8 @@ mod tests {
                 ImagePullRateLimited,
             ),
             ("ErrImagePull", "dial tcp: i/o timeout", Transient, ImagePullRateLimited),
+            ("ErrImagePull", "r/x@sha256:04291c: not found", Transient, ImagePullBackOff),
+            ("SignatureValidationFailed", "image not signed by a trusted key", Transient, ImagePullBackOff),
             ("InvalidImageName", "couldn't parse image name", Permanent, InvalidImageName),
             ("ErrImageNeverPull", "image not present with pull policy Never", Permanent, ErrImageNeverPull),
             ("CreateContainerConfigError", "secret \"db\" not found", ConfigError, CreateContainerConfigError),
@@ -364,5 +382,27 @@ mod tests {
         assert!(is_rate_limited("Too Many Requests"));
         assert!(!is_rate_limited("manifest unknown"));
         assert!(!is_rate_limited("pull access denied, repository does not exist"));
+    }
+
+    #[test]
+    fn status_429_is_recognised_only_as_a_status() {
+        let rate_limited = [
+            "unexpected status from GET request to http://r/v2/x/manifests/v1: 429 Too Many Requests",
+            "received unexpected HTTP status: 429",
+            "failed to resolve: status code 429",
+            "response 429 from registry",
+        ];
+        for m in rate_limited {
+            assert!(is_rate_limited(m), "{m}");
+        }
+        let not_rate_limited = [
+            "failed to resolve reference \"r/x@sha256:0a429b7e\": r/x@sha256:0a429b7e: not found",
+            "r/x@sha256:429e00ff: manifest unknown",
+            "image r/x:v4290 not found",
+            "pulling r/app:429: not found",
+        ];
+        for m in not_rate_limited {
+            assert!(!is_rate_limited(m), "{m}");
+        }
     }
 }

@@ -7,8 +7,12 @@ use crate::crd::PodTaskSpec;
 /// The task's absolute deadline, given when its first attempt launched. `None`: the task has no time limit.
 /// With both an execution timeout and an absolute `spec.deadline`, the earlier wins.
 pub fn absolute(spec: &PodTaskSpec, first_start: Option<Timestamp>) -> Option<Timestamp> {
-    let by_budget = first_start.zip(spec.execution_timeout).map(|(start, budget)| after(start, budget.as_std()));
-    let by_date = spec.deadline.as_ref().map(|t| t.0);
+    // Stored times are whole seconds: round a budget's end up (never shorter than asked) and an absolute date
+    // down (never later than asked).
+    let by_budget = first_start
+        .zip(spec.execution_timeout)
+        .map(|(start, budget)| whole_second_ceil(after(start, budget.as_std())));
+    let by_date = spec.deadline.as_ref().and_then(|t| t.timestamp().ok()).map(whole_second);
     match (by_budget, by_date) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -20,12 +24,31 @@ pub fn after(t: Timestamp, d: std::time::Duration) -> Timestamp {
     SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
-/// Seconds left until `deadline`, rounded up, at least 1: the pod's `activeDeadlineSeconds`, so the kubelet
-/// stops the pod even while the operator is down.
+/// Seconds left until `deadline`, rounded up, at least 1 and at most what the API allows: the pod's
+/// `activeDeadlineSeconds`, so the kubelet stops the pod even while the operator is down.
 pub fn remaining_seconds(deadline: Timestamp, now: Timestamp) -> i64 {
     let left = deadline.duration_since(now);
     let secs = left.as_secs() + i64::from(left.subsec_nanos() > 0);
-    secs.max(1)
+    secs.clamp(1, MAX_ACTIVE_DEADLINE_SECONDS)
+}
+
+/// The API server's limit for `activeDeadlineSeconds` (a 32-bit integer).
+pub const MAX_ACTIVE_DEADLINE_SECONDS: i64 = i32::MAX as i64;
+
+/// Kubernetes' default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// The grace period a pod gets when its deadline comes: what its template asks (Kubernetes' default 30s), but
+/// at most a tenth of the budget left when the pod is created (at least 1s). podtask starts stopping the pod
+/// this long before the deadline, so that even a container that ignores SIGTERM is gone by the deadline.
+pub fn stop_grace(template_grace: Option<i64>, deadline: Timestamp, now: Timestamp) -> i64 {
+    let left = deadline.duration_since(now).as_secs().max(0);
+    template_grace.unwrap_or(DEFAULT_GRACE_SECONDS).min((left / 10).max(1)).max(0)
+}
+
+/// When stopping a pod with `grace_seconds` must begin for it to be gone by `deadline`.
+pub fn stop_at(deadline: Timestamp, grace_seconds: i64) -> Timestamp {
+    deadline.checked_sub(SignedDuration::from_secs(grace_seconds.max(0))).unwrap_or(deadline)
 }
 
 /// Timestamps podtask stores are whole seconds, because that is all the API server keeps (RFC 3339 without
@@ -43,7 +66,6 @@ pub fn whole_second_ceil(t: Timestamp) -> Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -53,7 +75,7 @@ mod tests {
         PodTaskSpec {
             template: Default::default(),
             execution_timeout: timeout.map(|t| t.parse().unwrap()),
-            deadline: deadline.map(|d| Time(ts(d))),
+            deadline: deadline.map(|d| crate::time_spec::TimeSpec(d.into())),
             startup_timeout: None,
             retry: None,
             cleanup: None,
@@ -85,6 +107,34 @@ mod tests {
         assert_eq!(remaining_seconds(d, ts("2026-01-01T10:00:00.5Z")), 10);
         assert_eq!(remaining_seconds(d, ts("2026-01-01T10:00:09.9Z")), 1);
         assert_eq!(remaining_seconds(d, ts("2026-01-01T10:00:30Z")), 1);
+        assert_eq!(remaining_seconds(Timestamp::MAX, ts("2026-01-01T10:00:00Z")), i64::from(i32::MAX));
+    }
+
+    #[test]
+    fn the_grace_at_the_deadline_fits_in_the_budget() {
+        let now = ts("2026-01-01T10:00:00Z");
+        let cases = [
+            // (template grace, budget left in seconds, grace used)
+            (None, 3600, 30),
+            (Some(60), 3600, 60),
+            (Some(60), 300, 30),
+            (None, 20, 2),
+            (None, 5, 1),
+            (Some(0), 3600, 0),
+        ];
+        for (template, left, want) in cases {
+            let deadline = after(now, std::time::Duration::from_secs(left));
+            assert_eq!(stop_grace(template, deadline, now), want, "{template:?} with {left}s left");
+        }
+        assert_eq!(stop_at(ts("2026-01-01T10:00:30Z"), 30), now);
+    }
+
+    #[test]
+    fn budgets_are_never_shorter_than_asked() {
+        let start = Some(ts("2026-01-01T10:00:00.830Z"));
+        let d = absolute(&spec(Some("20s"), None), start).unwrap();
+        assert!(d.duration_since(start.unwrap()) >= SignedDuration::from_secs(20), "{d}");
+        assert_eq!(d, ts("2026-01-01T10:00:21Z"), "rounded up to the whole second that is stored");
     }
 
     #[test]

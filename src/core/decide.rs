@@ -29,6 +29,8 @@ pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
     }
     if d.status.phase.is_terminal() {
         d.finished();
+    } else if let Err(problem) = spec_problem(task) {
+        d.fail(Reason::InvalidSpec, problem);
     } else if d.active_attempt() {
         d.follow_attempt();
     } else {
@@ -114,7 +116,7 @@ impl<'a> Decision<'a> {
             .or_else(|| deadline::absolute(&task.spec, first_start));
         let mut status = old.clone();
         if let Some(start) = first_start {
-            status.start_time.get_or_insert(Time(start));
+            status.start_time.get_or_insert(Time(deadline::whole_second(start)));
             if let Some(d) = deadline {
                 status.deadline.get_or_insert(Time(d));
             }
@@ -181,21 +183,33 @@ impl<'a> Decision<'a> {
             return self.requeue(next);
         }
         let attempt = self.current + 1;
-        let first_start = self.first_start.unwrap_or(self.now_s);
+        let first_start = self.first_start.unwrap_or(self.now);
         let deadline = self.deadline.or_else(|| deadline::absolute(&self.task.spec, Some(first_start)));
         let pod = pod::build(self.task, attempt, first_start, deadline, self.now);
         let name = pod.name_any();
-        self.plan.events.push(Event {
-            warning: false,
-            reason: "PodCreated".into(),
-            note: format!("created pod {name} for attempt {attempt}"),
-            action: "Create",
-            pod: Some(name.clone()),
-        });
+        // The status says so at once (kstatus reads a task without status as done): the shell creates the pod
+        // first and writes this status after it, so a status never names a pod that was not created.
+        self.status.attempt = attempt;
+        self.status.pod_name = Some(name.clone());
+        self.status.next_attempt_time = None;
+        self.status.exit_code = None;
+        self.status.termination_message = None;
+        self.status.start_time.get_or_insert(Time(deadline::whole_second(first_start)));
+        if let Some(d) = deadline {
+            self.status.deadline.get_or_insert(Time(d));
+        }
+        let startup_deadline = deadline::after(self.now, self.startup_timeout());
+        self.status.startup_deadline = Some(Time(deadline::whole_second_ceil(startup_deadline)));
+        self.set(Phase::Starting, Reason::PodCreated, format!("created pod {name} for attempt {attempt}"));
         self.plan.create = Some(pod);
-        // No status write here: the pod itself records the launch, and the reconcile its creation triggers
-        // reports it. Look again shortly in case that watch event is slow.
-        self.requeue(deadline::after(self.now, self.cfg.status_settle));
+        self.requeue(startup_deadline);
+        if let Some(d) = deadline {
+            self.requeue(d);
+        }
+    }
+
+    fn startup_timeout(&self) -> std::time::Duration {
+        self.task.spec.startup_timeout.map_or(self.cfg.startup_timeout, |d| d.as_std())
     }
 
     /// An attempt is under way: follow its pod.
@@ -205,6 +219,16 @@ impl<'a> Decision<'a> {
         let Some(pod) = self.pods.get(&attempt).copied() else {
             if !self.fresh {
                 return self.verify(expected);
+            }
+            if self.deadline_passed() {
+                let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
+                return self.end_attempt(
+                    None,
+                    Reason::DeadlineExceeded,
+                    format!("the deadline {when} passed; pod {expected} is gone"),
+                    None,
+                    false,
+                );
             }
             return self.end_attempt(
                 None,
@@ -234,15 +258,17 @@ impl<'a> Decision<'a> {
                 false,
             );
         }
-        if !over && self.deadline_passed() {
+        if let Some(stop) = self.stop_time(pod).filter(|stop| !over && *stop <= self.now) {
             if !self.fresh {
                 return self.verify(pod.name_any());
             }
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
+            let grace = self.deadline.map_or(0, |d| d.duration_since(stop).as_secs());
+            self.plan.deadline_stop = Some(stop);
             return self.end_attempt(
                 Some(pod),
                 Reason::DeadlineExceeded,
-                format!("the deadline {when} passed; pod deleted"),
+                format!("the deadline {when} is due: pod {} stopped with a {grace}s grace period", pod.name_any()),
                 None,
                 false,
             );
@@ -278,17 +304,20 @@ impl<'a> Decision<'a> {
                 false,
             ),
             PodState::Running => {
+                if self.settling(pod) {
+                    return;
+                }
                 self.set(Phase::Running, Reason::Running, format!("pod {} is running", pod.name_any()));
                 self.status.startup_deadline = None;
-                self.requeue_deadline();
+                self.requeue_stop(pod);
             }
             PodState::Waiting(w) => self.wait_for_start(pod, w),
         }
     }
 
     fn wait_for_start(&mut self, pod: &Pod, w: Waiting) {
-        let created = pod.creation_timestamp().map_or(self.now_s, |t| t.0);
-        let startup_timeout = self.task.spec.startup_timeout.map_or(self.cfg.startup_timeout, |d| d.as_std());
+        let created = pod::created_at(pod).unwrap_or(self.now);
+        let startup_timeout = self.startup_timeout();
         let startup_deadline = deadline::after(created, startup_timeout);
         let name = pod.name_any();
         match w.class {
@@ -335,10 +364,7 @@ impl<'a> Decision<'a> {
                 self.requeue(startup_deadline);
             }
         }
-        if self.old.attempt < self.current && self.now < deadline::after(created, self.cfg.status_settle) {
-            // Freshly created: most pods start within the settle time, so report Running directly.
-            self.status = self.old.clone();
-            self.requeue(deadline::after(created, self.cfg.status_settle));
+        if self.settling(pod) {
             return;
         }
         if self.rate_limited_this_attempt(&w) && w.reason == Reason::ImagePullBackOff {
@@ -350,8 +376,22 @@ impl<'a> Decision<'a> {
         } else {
             self.set(Phase::Starting, w.reason, format!("waiting for pod {name} to start: {}", w.message));
         }
-        self.status.startup_deadline = Some(Time(startup_deadline));
-        self.requeue_deadline();
+        self.status.startup_deadline = Some(Time(deadline::whole_second_ceil(startup_deadline)));
+        self.requeue_stop(pod);
+    }
+
+    /// Just created and reported as such: most pods start, or even finish, within the settle time, so an
+    /// in-progress change is not written until it has passed (keeping a short task to two status writes).
+    fn settling(&mut self, pod: &Pod) -> bool {
+        let just_reported = self.old.attempt == self.current && self.old.reason == Some(Reason::PodCreated);
+        let created = pod::created_at(pod).unwrap_or(self.now);
+        let settled = deadline::after(created, self.cfg.status_settle);
+        if !just_reported || self.now >= settled {
+            return false;
+        }
+        self.status = self.old.clone();
+        self.requeue(settled);
+        true
     }
 
     fn rate_limited_this_attempt(&self, w: &Waiting) -> bool {
@@ -478,6 +518,17 @@ impl<'a> Decision<'a> {
         self.plan.requeue_at = Some(self.plan.requeue_at.map_or(at, |t| t.min(at)));
     }
 
+    /// When stopping `pod` must begin for it to be gone by the deadline (its grace period earlier).
+    fn stop_time(&self, pod: &Pod) -> Option<Timestamp> {
+        self.deadline.map(|d| pod::stop_at(pod, d))
+    }
+
+    fn requeue_stop(&mut self, pod: &Pod) {
+        if let Some(stop) = self.stop_time(pod) {
+            self.requeue(stop);
+        }
+    }
+
     fn requeue_deadline(&mut self) {
         if let Some(d) = self.deadline {
             self.requeue(d);
@@ -536,6 +587,14 @@ impl<'a> Decision<'a> {
         let pod = new.pod_name.clone();
         self.plan.events.push(Event::about(reason, warning, note, "Reconcile", pod));
     }
+}
+
+/// What podtask cannot act on in a spec the API server accepted (possible under an older, looser schema).
+fn spec_problem(task: &PodTask) -> Result<(), String> {
+    if let Some(d) = &task.spec.deadline {
+        d.timestamp().map_err(|e| format!("spec.deadline {e}"))?;
+    }
+    Ok(())
 }
 
 fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {

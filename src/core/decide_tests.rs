@@ -44,23 +44,32 @@ fn reported(task: PodTask, phase: Phase, reason: Reason, start: Timestamp) -> Po
 // ---- launching ----
 
 #[test]
-fn a_new_task_creates_its_first_pod_without_a_status_write() {
+fn a_new_task_creates_its_first_pod_and_reports_it_at_once() {
     let task = task(json!({"executionTimeout": "10m"}));
     let plan = cached(&task, &[], t(0));
     let pod = plan.create.as_ref().expect("creates a pod");
     assert_eq!(pod.metadata.name.as_deref(), Some(P1));
-    assert_eq!(pod.spec.as_ref().unwrap().active_deadline_seconds, Some(600));
-    assert_eq!(plan.status, PodTaskStatus::default(), "the pod records the launch; status follows from it");
-    assert_eq!(plan.requeue_at, Some(t(1)), "looks again after the settle time");
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(spec.termination_grace_period_seconds, Some(30));
+    assert_eq!(spec.active_deadline_seconds, Some(570), "the kubelet stops it in time to be gone by the deadline");
+    let s = &plan.status;
+    assert_eq!((s.phase, s.reason, s.attempt), (Phase::Starting, Some(Reason::PodCreated), 1));
+    assert_eq!(s.pod_name.as_deref(), Some(P1));
+    assert_eq!((s.start_time.clone(), s.deadline.clone()), (Some(Time(t(0))), Some(Time(t(600)))));
+    assert_eq!(s.startup_deadline, Some(Time(t(300))));
+    assert_eq!(s.observed_generation, Some(1), "kstatus reads InProgress from the first status on");
+    assert!(has_condition(&plan, cond::RECONCILING));
+    assert_eq!(plan.requeue_at, Some(t(300)), "the startup timeout");
     assert_eq!(plan.events[0].reason, "PodCreated");
 }
 
 #[test]
 fn a_fresh_pod_is_not_reported_as_starting_within_the_settle_time() {
     let task = task(json!({}));
+    let task = after(&task, &cached(&task, &[], t(0)));
     let pod = pod_at(&task, 1, t(0), scheduled_waiting("ContainerCreating", ""));
     let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.4Z"));
-    assert_eq!(plan.status, PodTaskStatus::default());
+    assert_eq!(plan.status, task.status.clone().unwrap(), "still PodCreated: nothing written");
     assert!(plan.create.is_none(), "never a second pod");
     assert_eq!(plan.requeue_at, Some(t(1)));
 }
@@ -87,7 +96,7 @@ fn a_running_pod_is_reported_and_the_deadline_is_the_next_instant() {
     let pod = pod_at(&task, 1, t(0), running());
     let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.3Z"));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::Running)));
-    assert_eq!(plan.requeue_at, Some(t(600)), "timer at the exact deadline, not polling");
+    assert_eq!(plan.requeue_at, Some(t(570)), "timer at the exact instant stopping must begin (deadline - grace)");
     assert_eq!(plan.events.len(), 1);
 }
 
@@ -249,13 +258,13 @@ fn the_deadline_is_computed_once_from_the_first_launch_and_never_extended() {
     let task1 = after(&task, &s1);
     let launch = cached(&task1, &[], t(400));
     let pod2 = launch.create.expect("attempt 2");
-    assert_eq!(pod2.spec.as_ref().unwrap().active_deadline_seconds, Some(200), "the remaining budget, not a fresh one");
+    assert_eq!(pod2.spec.as_ref().unwrap().active_deadline_seconds, Some(180), "the remaining budget (200s, minus 20s grace), not a fresh one");
     assert_eq!(pod2.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
     // an operator restarted at T+500 with only persisted facts enforces the same instant
     let pod2 = pod_at(&task1, 2, t(400), running());
     let restarted = cached(&task1, std::slice::from_ref(&pod2), t(500));
     assert_eq!(restarted.status.deadline, Some(Time(t(600))));
-    assert_eq!(restarted.requeue_at, Some(t(600)));
+    assert_eq!(restarted.requeue_at, Some(t(570)), "the same instant: deadline minus the pod's grace");
 }
 
 #[test]
@@ -280,7 +289,7 @@ fn the_deadline_a_pod_was_launched_with_survives_a_spec_edit_before_the_first_st
     let edited = task(json!({"executionTimeout": "1h"}));
     let plan = cached(&edited, std::slice::from_ref(&pod), t(5));
     assert_eq!(plan.status.deadline, Some(Time(t(300))), "the pod's deadline, not one from the edited spec");
-    assert_eq!(plan.requeue_at, Some(t(300)));
+    assert_eq!(plan.requeue_at, Some(t(270)));
     let late = fresh(&edited, &[pod], t(301));
     assert_eq!(reason(&late), Some(Reason::DeadlineExceeded));
 }
@@ -311,8 +320,9 @@ fn an_absolute_deadline_already_past_fails_without_launching() {
 #[test]
 fn the_earlier_of_timeout_and_absolute_deadline_bounds_the_pod() {
     let task = task(json!({"executionTimeout": "1h", "deadline": "2026-01-01T10:02:00Z"}));
-    let pod = cached(&task, &[], t(0)).create.unwrap();
-    assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(120));
+    let pod = cached(&task, &[], t(0)).create.unwrap().spec.unwrap();
+    assert_eq!(pod.termination_grace_period_seconds, Some(12));
+    assert_eq!(pod.active_deadline_seconds, Some(108), "120s left, minus the grace");
 }
 
 #[test]

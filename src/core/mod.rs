@@ -73,6 +73,9 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// Look again at this instant (deadline, startup deadline, next attempt, TTL), even if nothing changes.
     pub requeue_at: Option<Timestamp>,
+    /// Set when a live pod is deleted because its deadline came: when stopping it was due (the deadline minus the
+    /// pod's grace period), so the shell can measure its own enforcement lag.
+    pub deadline_stop: Option<Timestamp>,
 }
 
 /// A pod to delete, with its UID as a precondition so a namesake is never hit.

@@ -12,6 +12,9 @@ pub const LABEL_TASK_UID: &str = "podtask.dev/task-uid";
 pub const LABEL_ATTEMPT: &str = "podtask.dev/attempt";
 /// When the task's first attempt launched: the persisted fact the execution budget counts from.
 pub const ANNOTATION_START_TIME: &str = "podtask.dev/start-time";
+/// When podtask created the pod, to the nanosecond (the API server's creationTimestamp keeps whole seconds): the
+/// start of the attempt's startup timeout.
+pub const ANNOTATION_CREATED_AT: &str = "podtask.dev/created-at";
 /// The task's absolute deadline, copied onto each pod so a restarted operator can recover it from the pod.
 pub const ANNOTATION_DEADLINE: &str = "podtask.dev/deadline";
 

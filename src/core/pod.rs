@@ -33,6 +33,7 @@ pub fn build(
 
     let mut annotations = meta.annotations.unwrap_or_default();
     annotations.insert(naming::ANNOTATION_START_TIME.into(), first_start.to_string());
+    annotations.insert(naming::ANNOTATION_CREATED_AT.into(), now.to_string());
     if let Some(d) = task_deadline {
         annotations.insert(naming::ANNOTATION_DEADLINE.into(), d.to_string());
     }
@@ -40,7 +41,11 @@ pub fn build(
     let mut spec = template.spec.unwrap_or_default();
     spec.restart_policy = Some("Never".into());
     if let Some(d) = task_deadline {
-        let budget = deadline::remaining_seconds(d, now);
+        // Stopping starts a grace period before the deadline, so the pod is gone by then: podtask deletes it at
+        // that moment, and the kubelet does the same on its own (activeDeadlineSeconds) if podtask is down.
+        let grace = deadline::stop_grace(spec.termination_grace_period_seconds, d, now);
+        spec.termination_grace_period_seconds = Some(grace);
+        let budget = deadline::remaining_seconds(deadline::stop_at(d, grace), now);
         spec.active_deadline_seconds = Some(spec.active_deadline_seconds.map_or(budget, |own| own.min(budget)));
     }
 
@@ -74,6 +79,19 @@ pub fn first_start_of(pod: &Pod) -> Option<Timestamp> {
         .or_else(|| pod.creation_timestamp().map(|t| t.0))
 }
 
+/// When the pod was created: podtask's own record, else the API server's (whole seconds, rounded down, so one
+/// second later: a timeout counted from it is never shorter than asked).
+pub fn created_at(pod: &Pod) -> Option<Timestamp> {
+    let recorded = pod.annotations().get(naming::ANNOTATION_CREATED_AT).and_then(|s| s.parse().ok());
+    recorded.or_else(|| pod.creation_timestamp().map(|t| deadline::after(t.0, std::time::Duration::from_secs(1))))
+}
+
+/// When podtask must start stopping this pod for it to be gone by `deadline`: its grace period earlier.
+pub fn stop_at(pod: &Pod, deadline: Timestamp) -> Timestamp {
+    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);
+    deadline::stop_at(deadline, grace.unwrap_or(deadline::DEFAULT_GRACE_SECONDS))
+}
+
 /// The task deadline a pod of ours was launched with (set when the task had one).
 pub fn deadline_of(pod: &Pod) -> Option<Timestamp> {
     pod.annotations().get(naming::ANNOTATION_DEADLINE).and_then(|s| s.parse().ok())
@@ -98,7 +116,9 @@ mod tests {
         assert_eq!(pod.metadata.name.as_deref(), Some("job-0f0f0-2"));
         assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
-        assert_eq!(spec.active_deadline_seconds, Some(360), "remaining budget, rounded up");
+        assert_eq!(spec.termination_grace_period_seconds, Some(30), "Kubernetes' default grace fits the budget");
+        assert_eq!(spec.active_deadline_seconds, Some(330), "remaining budget minus the grace, rounded up");
+        assert_eq!(created_at(&pod), Some(ts("2026-01-01T10:04:00.5Z")), "to the nanosecond");
         let labels = pod.labels();
         assert_eq!(labels["app"], "demo", "user labels kept");
         assert_eq!(labels[naming::LABEL_ATTEMPT], "2");
@@ -115,14 +135,23 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_budget_is_capped_at_the_apis_maximum() {
+        let t = task(serde_json::json!({"executionTimeout": "999999h"}));
+        let now = ts("2026-01-01T10:00:00Z");
+        let pod = build(&t, 1, now, Some(crate::jiff::Timestamp::MAX), now);
+        assert_eq!(pod.spec.unwrap().active_deadline_seconds, Some(i64::from(i32::MAX)));
+    }
+
+    #[test]
     fn template_active_deadline_is_only_ever_shortened() {
         let t = task(serde_json::json!({"template": {"spec": {"activeDeadlineSeconds": 60, "restartPolicy": "Never",
             "containers": [{"name": "main", "image": "busybox"}]}}}));
         let now = ts("2026-01-01T10:00:00Z");
         let long = build(&t, 1, now, Some(ts("2026-01-01T11:00:00Z")), now);
         assert_eq!(long.spec.unwrap().active_deadline_seconds, Some(60));
-        let short = build(&t, 1, now, Some(ts("2026-01-01T10:00:30Z")), now);
-        assert_eq!(short.spec.unwrap().active_deadline_seconds, Some(30));
+        let short = build(&t, 1, now, Some(ts("2026-01-01T10:00:30Z")), now).spec.unwrap();
+        assert_eq!(short.termination_grace_period_seconds, Some(3), "a tenth of what is left");
+        assert_eq!(short.active_deadline_seconds, Some(27), "gone by the deadline, grace included");
         let unbounded = build(&t, 1, now, None, now);
         assert_eq!(unbounded.spec.unwrap().active_deadline_seconds, Some(60));
     }

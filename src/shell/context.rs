@@ -3,12 +3,9 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Client,
-    runtime::{events::Recorder, reflector::Store},
-};
+use kube::{Client, runtime::reflector::Store};
 
-use super::metrics::Metrics;
+use super::{events::Publisher, metrics::Metrics};
 use crate::{core, jiff::Timestamp};
 
 /// The clock. Production reads the system time; tests set it.
@@ -22,7 +19,7 @@ pub struct Context {
     pub client: Client,
     /// podtask's own pods (label-selected), from the watch cache.
     pub pods: Store<Pod>,
-    pub recorder: Recorder,
+    pub events: Publisher,
     pub config: core::Config,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,

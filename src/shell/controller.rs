@@ -9,7 +9,6 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
-        events::{Recorder, Reporter},
         reflector::{self, Store},
         watcher,
     },
@@ -19,13 +18,14 @@ use tracing::{info, warn};
 
 use super::{
     context::{Clock, Context},
+    events::Publisher,
     metrics::Metrics,
-    reconciler::{error_policy, reconcile},
+    reconciler::{Watched, error_policy, reconcile},
 };
-use crate::{
-    core::{self, naming},
-    crd::PodTask,
-};
+use crate::core::{self, naming};
+
+/// The task caches of every watched scope (for the phase gauge).
+pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
 
 /// What the controller needs from `podtask run`.
 pub struct Settings {
@@ -44,10 +44,12 @@ pub async fn run(
     metrics: Arc<Metrics>,
     clock: Clock,
     ready: watch::Sender<bool>,
-    tasks_store: Arc<std::sync::Mutex<Vec<Store<PodTask>>>>,
+    tasks_store: TaskStores,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (tasks_api, pods_api): (Api<PodTask>, Api<Pod>) = match &settings.namespace {
+    // Tasks are read through DeserializeGuard: one PodTask podtask cannot read is reported on itself and never
+    // fails the LIST or the watch that carries every other task.
+    let (tasks_api, pods_api): (Api<Watched>, Api<Pod>) = match &settings.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
@@ -81,14 +83,11 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
 
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "podtask".into(), instance: Some(settings.reporter_instance.clone()) },
-    );
+    let events = Publisher::new(client.clone(), settings.reporter_instance.clone());
     let ctx = Arc::new(Context {
         client,
         pods: pod_reader.clone(),
-        recorder,
+        events,
         config: settings.config,
         metrics,
         clock,

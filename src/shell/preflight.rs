@@ -42,8 +42,13 @@ pub const LEASE_NEEDS: &[Need] = &[
 ];
 
 /// Reachability and CRD presence, for each scope (None = cluster-wide).
-pub async fn check_api(client: &Client, scopes: &[Option<String>]) -> Result<(), StartupError> {
-    client.apiserver_version().await.map_err(|e| StartupError::Unreachable(e.to_string()))?;
+pub async fn check_api(client: &Client, scopes: &[Option<String>], server: &str) -> Result<(), StartupError> {
+    let unreachable = |why: String| StartupError::Unreachable(format!("{server}: {why}"));
+    match tokio::time::timeout(FIRST_ANSWER, client.apiserver_version()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(unreachable(e.to_string())),
+        Err(_) => return Err(unreachable(format!("no answer within {FIRST_ANSWER:?}"))),
+    }
     for scope in scopes {
         let api: Api<PodTask> = match scope {
             Some(ns) => Api::namespaced(client.clone(), ns),
@@ -63,6 +68,9 @@ pub async fn check_api(client: &Client, scopes: &[Option<String>]) -> Result<(),
     }
     Ok(())
 }
+
+/// How long the API server may take to answer podtask's first request.
+const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How many times a missing CRD is looked for (every 500ms) before `podtask run` gives up.
 const CRD_CHECKS: u32 = 10;

@@ -6,13 +6,12 @@ use std::{sync::Arc, time::Duration as StdDuration};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, PostParams, Preconditions},
-    runtime::{
-        controller::Action,
-        events::{Event as KubeEvent, EventType},
-    },
+    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions},
+    core::{DeserializeGuard, error_boundary::InvalidObject},
+    runtime::controller::Action,
 };
-use tracing::{debug, info, warn};
+use serde_json::json;
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{context::Context, error::Error};
 use crate::{
@@ -33,32 +32,110 @@ fn error_backoff(n: u32) -> StdDuration {
     ERROR_RETRY.saturating_mul(1 << n.saturating_sub(1).min(16)).min(ERROR_RETRY_MAX)
 }
 
+/// The objects the controller hands over: a PodTask, or one podtask could not read (which must never stop the
+/// watch that brought it, nor any other task).
+pub type Watched = DeserializeGuard<PodTask>;
+
 /// Reconcile one PodTask.
-pub async fn reconcile(task: Arc<PodTask>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     ctx.metrics.reconciles.inc();
-    let result = reconcile_inner(&task, &ctx).await;
+    let span = info_span!("reconcile", task = %key_of(&object));
+    let result = match &object.0 {
+        Ok(task) => reconcile_inner(task, &ctx).instrument(span).await,
+        Err(invalid) => report_unreadable(invalid, &ctx).instrument(span).await,
+    };
     ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.failures.clear(&key(&task));
+        ctx.failures.clear(&key_of(&object));
     }
     result
 }
 
 /// After a failed reconcile: look again later, never in a hot loop.
-pub fn error_policy(task: Arc<PodTask>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
+    let task = key_of(&object);
     match error {
         Error::Stale(_) => {
-            debug!(task = %key(&task), "stale read; retrying");
+            debug!(%task, "stale read; retrying");
             ctx.metrics.error("stale");
             Action::requeue(STALE_RETRY)
         }
         Error::Kube(e) => {
-            let wait = error_backoff(ctx.failures.record(&key(&task)));
-            warn!(task = %key(&task), error = %e, "reconcile failed; retrying in {wait:?}");
+            let wait = error_backoff(ctx.failures.record(&task));
+            warn!(%task, error = %short_error(e), "reconcile failed; retrying in {wait:?}");
             ctx.metrics.error("api");
             Action::requeue(wait)
         }
+    }
+}
+
+/// A PodTask the API server accepted but podtask cannot read (possible under an older, looser CRD, or with a
+/// hand-edited status): fail it with InvalidSpec naming the problem, stop its running pods, and carry on with
+/// every other task.
+async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let meta = &invalid.metadata;
+    let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    let message = format!(
+        "podtask cannot read this PodTask: {}. Fix the value named (kubectl explain podtask.spec) and create the PodTask again",
+        invalid.error
+    );
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &ns, &kube::discovery::ApiResource::erase::<PodTask>(&()));
+    let current = api.get_status(&name).await?;
+    let status = current.data.get("status");
+    let already = status.is_some_and(|s| {
+        s["reason"] == "InvalidSpec" && s["message"] == message.as_str() && s["observedGeneration"] == json!(meta.generation)
+    });
+    if !already {
+        let now = ctx.now().to_string();
+        let condition = |type_: &str| {
+            json!({"type": type_, "status": "True", "reason": "InvalidSpec", "message": message,
+                   "observedGeneration": meta.generation, "lastTransitionTime": now})
+        };
+        let patch = json!({"status": {
+            "phase": "Failed", "reason": "InvalidSpec", "message": message, "observedGeneration": meta.generation,
+            "completionTime": now, "conditions": [condition("Failed"), condition("Stalled")],
+        }});
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        ctx.metrics.write("status");
+        warn!(error = %invalid.error, "PodTask cannot be read: failed it with InvalidSpec");
+        let event = core::Event {
+            warning: true,
+            reason: Reason::InvalidSpec.to_string(),
+            note: message,
+            action: "Reconcile",
+            pod: None,
+        };
+        let regarding = ObjectReference {
+            api_version: Some(PodTask::api_version(&()).into()),
+            kind: Some(PodTask::kind(&()).into()),
+            name: Some(name),
+            namespace: Some(ns.clone()),
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+            ..Default::default()
+        };
+        publish_to(&regarding, &event, ctx).await;
+    }
+    // Its pods must not run on unsupervised.
+    let uid = meta.uid.clone().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    for pod in ctx.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_owned_by(p, &uid)) {
+        let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+        if !finished && pod.metadata.deletion_timestamp.is_none() {
+            delete_pod(&pods_api, &core::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// An API error without the response body's details beyond its status line (bodies can quote pod templates).
+fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
+        other => other.to_string(),
     }
 }
 
@@ -134,7 +211,8 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
         },
         Err(kube::Error::Api(s)) => {
             let error = core::create_error::classify(s.code, &s.reason, &s.message);
-            warn!(pod = %name, code = s.code, reason = %s.reason, message = %s.message, "pod create refused");
+            // The message goes to the task's status, not to the log: it can quote the pod spec.
+            warn!(pod = %name, code = s.code, reason = %s.reason, "pod create refused");
             Ok(Created::Refused(error))
         }
         Err(e) => Err(e.into()),
@@ -145,32 +223,26 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
 /// facts), then deletes, then events.
 async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> Result<Action, Error> {
     let old = task.status.clone().unwrap_or_default();
+    let mut written = Ok(());
     if plan.status != old {
-        write_status(task, &plan.status, ctx).await?;
-        observe_transition(task, &old, &plan.status, ctx);
-    }
-    for d in &plan.delete {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
-            ..Default::default()
-        };
-        match pods_api.delete(&d.name, &params).await {
-            Ok(_) => {
-                ctx.metrics.write("pod_delete");
-                info!(task = %key(task), pod = %d.name, "deleted pod");
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
+        written = write_status(task, &plan.status, ctx).await;
+        match &written {
+            Ok(()) => observe_transition(&old, &plan.status, ctx),
+            // A deadline holds whatever happens to the status write: the pod goes, and the next reconcile
+            // records the outcome (a pod gone after its deadline is DeadlineExceeded).
+            Err(_) if plan.deadline_stop.is_some() => {}
+            Err(_) => return written.map(|()| Action::await_change()),
         }
     }
-    if plan.status.reason == Some(Reason::DeadlineExceeded)
-        && old.reason != Some(Reason::DeadlineExceeded)
-        && let Some(deadline) = plan.status.deadline.as_ref()
-    {
-        let lag = ctx.now().duration_since(deadline.0).as_secs_f64().max(0.0);
-        ctx.metrics.deadline_lag.observe(lag);
-        info!(task = %key(task), lag_seconds = lag, "deadline enforced");
+    for d in &plan.delete {
+        delete_pod(pods_api, d, ctx).await?;
     }
+    if let Some(due) = plan.deadline_stop {
+        let lag = ctx.now().duration_since(due).as_secs_f64().max(0.0);
+        ctx.metrics.deadline_lag.observe(lag);
+        info!(lag_seconds = lag, "deadline enforced");
+    }
+    written?;
     if plan.delete_task {
         let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
         let params = DeleteParams {
@@ -178,7 +250,7 @@ async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -
             ..Default::default()
         };
         match api.delete(&task.name_any(), &params).await {
-            Ok(_) => info!(task = %key(task), "ttlAfterFinished elapsed: deleted the PodTask"),
+            Ok(_) => info!("ttlAfterFinished elapsed: deleted the PodTask"),
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
@@ -191,6 +263,22 @@ async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -
         Some(at) => Action::requeue(until(ctx.now(), at)),
         None => Action::await_change(),
     })
+}
+
+async fn delete_pod(api: &Api<Pod>, d: &core::PodDeletion, ctx: &Context) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&d.name, &params).await {
+        Ok(_) => {
+            ctx.metrics.write("pod_delete");
+            info!(pod = %d.name, "deleted pod");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn write_status(task: &PodTask, status: &PodTaskStatus, ctx: &Context) -> Result<(), Error> {
@@ -208,21 +296,23 @@ async fn write_status(task: &PodTask, status: &PodTaskStatus, ctx: &Context) -> 
     {
         Ok(_) => {
             ctx.metrics.write("status");
-            debug!(task = %key(task), phase = ?status.phase, reason = ?status.reason, "status written");
+            debug!(phase = ?status.phase, reason = ?status.reason, "status written");
             Ok(())
         }
-        Err(kube::Error::Api(s)) if s.code == 409 => Err(Error::Stale(key(task))),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            Err(Error::Stale(format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any())))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
-fn observe_transition(task: &PodTask, old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
+fn observe_transition(old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
     if new.phase.is_terminal() && !old.phase.is_terminal() {
         let reason = new.reason.map(|r| r.to_string()).unwrap_or_default();
         ctx.metrics.outcomes.get_or_create(&super::metrics::ReasonLabel { reason: reason.clone() }).inc();
-        info!(task = %key(task), attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, %reason, message = new.message.as_deref().unwrap_or(""), "task finished");
+        info!(attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, %reason, message = new.message.as_deref().unwrap_or(""), "task finished");
     } else if (old.phase, old.reason, old.attempt) != (new.phase, new.reason, new.attempt) {
-        info!(task = %key(task), attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, reason = ?new.reason, "task progressed");
+        info!(attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, reason = ?new.reason, "task progressed");
     }
     if new.phase == Phase::Starting && old.reason != new.reason {
         let class = match new.reason {
@@ -237,21 +327,12 @@ fn observe_transition(task: &PodTask, old: &PodTaskStatus, new: &PodTaskStatus, 
 }
 
 async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
-    let event = KubeEvent {
-        type_: if e.warning { EventType::Warning } else { EventType::Normal },
-        reason: e.reason.clone(),
-        note: Some(core::classify::truncate(&e.note, 1000)),
-        action: e.action.into(),
-        secondary: e.pod.as_ref().map(|name| ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(name.clone()),
-            namespace: task.namespace(),
-            ..Default::default()
-        }),
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &task.object_ref(&())).await {
-        warn!(task = %key(task), error = %err, "could not record event");
+    publish_to(&task.object_ref(&()), e, ctx).await;
+}
+
+async fn publish_to(regarding: &ObjectReference, e: &core::Event, ctx: &Context) {
+    if let Err(err) = ctx.events.publish(e, regarding).await {
+        warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
     }
 }
 
@@ -260,8 +341,8 @@ fn until(now: Timestamp, at: Timestamp) -> StdDuration {
     StdDuration::try_from(at.duration_since(now)).unwrap_or(StdDuration::ZERO)
 }
 
-fn key(task: &PodTask) -> String {
-    format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any())
+fn key_of(object: &Watched) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[cfg(test)]

@@ -9,11 +9,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Client,
     client::Body,
-    runtime::{
-        controller::Action,
-        events::{Recorder, Reporter},
-        reflector, watcher,
-    },
+    core::DeserializeGuard,
+    runtime::{controller::Action, reflector, watcher},
 };
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
@@ -23,7 +20,7 @@ use crate::{
     core::{self, testing::*},
     crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
     jiff::Timestamp,
-    shell::{context::Context, error::Error, metrics::Metrics},
+    shell::{context::Context, error::Error, events::Publisher, metrics::Metrics},
 };
 
 const POD: &str = "job-0f0f0-1";
@@ -35,7 +32,7 @@ const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 // ---- launching ----
 
 #[tokio::test]
-async fn a_new_task_creates_one_pod_and_writes_no_status() {
+async fn a_new_task_creates_one_pod_then_reports_it() {
     let task = task(json!({}));
     let (result, events) = reconcile_against(task, vec![], t(0), |mut api| async move {
         let create = api.expect(Method::POST, PODS).await;
@@ -49,10 +46,16 @@ async fn a_new_task_creates_one_pod_and_writes_no_status() {
         assert_eq!((&owner["controller"], &owner["blockOwnerDeletion"]), (&json!(true), &json!(true)));
         let stored = stored(create.body.clone(), "pod-uid-1");
         create.respond(201, &stored);
+        // Only after the pod exists: kstatus reads a task without status as done, so it is reported at once.
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason, status.attempt), (Phase::Starting, Some(Reason::PodCreated), 1));
+        assert_eq!(status.observed_generation, Some(1));
+        put.echo();
         api
     })
     .await;
-    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(1)), "settle time");
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(300)), "startup timeout");
     assert_eq!(events, ["PodCreated"]);
 }
 
@@ -73,7 +76,11 @@ async fn an_existing_pod_of_ours_is_adopted_not_created_again() {
         api
     })
     .await;
-    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(597)), "at the deadline");
+    assert_eq!(
+        result.expect("reconcile succeeds"),
+        Action::requeue(StdDuration::from_secs(567)),
+        "when stopping must begin: the deadline minus the pod's 30s grace"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +187,7 @@ async fn nothing_changed_means_no_request_and_a_requeue_at_the_deadline() {
     let task = reported(task, std::slice::from_ref(&pod), t(10));
     assert_eq!(task.status.as_ref().unwrap().phase, Phase::Running);
     let (result, _) = reconcile_against(task, vec![pod], t(20), |api| async move { api.silent().await }).await;
-    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(580)));
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(550)), "T+570: 600 - 30s grace");
 }
 
 #[tokio::test]
@@ -188,9 +195,8 @@ async fn a_status_write_that_lost_a_race_stops_the_reconcile() {
     let task = task(json!({"executionTimeout": "10m"}));
     let pod = pod_at(&task, 1, t(0), running());
     let task = reported(task, std::slice::from_ref(&pod), t(10));
-    let fresh = pod.clone();
-    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
-        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+    let done = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
+    let (result, _) = reconcile_against(task, vec![done], t(30), |mut api| async move {
         let conflict = api_status(
             409,
             "Conflict",
@@ -201,6 +207,24 @@ async fn a_status_write_that_lost_a_race_stops_the_reconcile() {
     })
     .await;
     assert!(matches!(result, Err(Error::Stale(ref key)) if key == "ns/job"), "{result:?}");
+}
+
+#[tokio::test]
+async fn a_refused_status_write_never_prevents_the_deadlines_pod_delete() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let fresh = pod.clone();
+    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+        let refusal = api_status(422, "Invalid", "PodTask.podtask.dev \"job\" is invalid");
+        api.expect(Method::PUT, STATUS).await.respond(422, &refusal);
+        let delete = api.expect(Method::DELETE, POD_PATH).await;
+        delete.respond(200, &deleting(&fresh));
+        api
+    })
+    .await;
+    assert!(matches!(result, Err(Error::Kube(_))), "the status write is retried later: {result:?}");
 }
 
 // ---- pod create refused ----
@@ -269,9 +293,8 @@ where
     for pod in cache {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
     }
-    let reporter = Reporter { controller: "podtask".into(), instance: Some("test".into()) };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: Publisher::new(client.clone(), "test".into()),
         client,
         pods,
         config: core::Config::default(),
@@ -282,7 +305,7 @@ where
     let script = script(ApiServer { handle, events: vec![] });
     let server = tokio::spawn(async move { script.await.done().await });
     // A guard against a script and a reconcile waiting on each other, not a timing claim.
-    let result = tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(task), ctx))
+    let result = tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx))
         .await
         .expect("the reconcile finished");
     // The reconcile dropped the client, so the server sees the end; its assertions fail the test first.

@@ -4,13 +4,13 @@ use std::{net::SocketAddr, sync::Arc};
 
 use clap::Args;
 use futures::future;
-use kube::{Client, runtime::reflector::Store};
+use kube::Client;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::{
     context::system_clock,
-    controller::{self, Settings},
+    controller::{self, Settings, TaskStores},
     error::StartupError,
     http::{self, Probe},
     leader::{self, LeaseSettings},
@@ -18,7 +18,12 @@ use super::{
     preflight,
     telemetry::{self, LogFormat},
 };
-use crate::{core, crd::PodTask, duration::Duration};
+use crate::{core, duration::Duration};
+
+/// How long the API server may take to answer the first request before `podtask run` gives up.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long in-flight reconciles may take to finish after SIGTERM before the process exits anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Settings of `podtask run`. Every flag can also be set through the environment variable shown.
 #[derive(Args, Debug, Clone)]
@@ -115,14 +120,18 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         (false, _) => None,
     };
 
-    let client = Client::try_default().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
-    preflight::check_api(&client, &scopes).await?;
+    let mut config = kube::Config::infer().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
+    info!(%server, "checking the API server");
+    preflight::check_api(&client, &scopes, &server).await?;
     if !args.skip_rbac_check {
         preflight::check_rbac(&client, &scopes, lease_ns.as_deref()).await?;
     }
 
     let metrics = Arc::new(Metrics::default());
-    let stores: Arc<std::sync::Mutex<Vec<Store<PodTask>>>> = Arc::default();
+    let stores: TaskStores = Arc::default();
     let (ready_tx, ready_rx) = watch::channel(false);
     let probe_stores = stores.clone();
     let probe_metrics = metrics.clone();
@@ -132,7 +141,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         before_scrape: Arc::new(move || {
             let stores = probe_stores.lock().expect("store list lock");
             let tasks: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-            probe_metrics.count_phases(tasks.iter().map(|t| phase_name(t)));
+            probe_metrics.count_phases(tasks.iter().map(|t| phase_name(t.0.as_ref().ok())));
         }),
     };
     let addr = args.http_addr;
@@ -187,17 +196,23 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         }
         let _ = ready_tx.send(true);
     });
-    tokio::spawn(async move {
+    let stopping = async move {
         shutdown_signal().await;
         info!("signal received: finishing in-flight reconciles, then exiting");
         let _ = stop_tx.send(true);
-    });
-    all.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = all => {}
+        _ = stopping => info!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; exiting anyway"),
+    }
     Ok(())
 }
 
-fn phase_name(t: &PodTask) -> &'static str {
+/// A task's phase for the gauge; a task podtask cannot read counts as Failed (its status says InvalidSpec).
+fn phase_name(t: Option<&crate::crd::PodTask>) -> &'static str {
     use crate::crd::Phase::*;
+    let Some(t) = t else { return "Failed" };
     match t.status.as_ref().map(|s| s.phase).unwrap_or_default() {
         Pending => "Pending",
         Starting => "Starting",

@@ -1,6 +1,11 @@
 //! Structured logs, as JSON for log pipelines or text for people.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
+
+/// Appended to every log filter: kube's client module logs response bodies at WARN.
+const QUIET_BODIES: &str = "kube_client::client=error";
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -11,11 +16,16 @@ pub enum LogFormat {
 
 /// Install the global subscriber. `level` is a tracing filter: `info`, `debug`, or `podtask=debug,kube=warn`.
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}"))?;
+    // kube's client logs a whole response body at WARN when it cannot read it (a list of PodTasks: every pod
+    // template, env values included). podtask reports those failures itself, without the body.
+    let filter = EnvFilter::try_new(format!("{level},{QUIET_BODIES}")).map_err(|e| format!("--log-level {level:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init(),
-        LogFormat::Text => registry.with(fmt::layer().with_target(false)).try_init(),
+        // Colours only on a terminal: never escape codes in files or `kubectl logs`.
+        LogFormat::Text => registry
+            .with(fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
     }
     .map_err(|e| e.to_string())
 }
