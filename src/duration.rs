@@ -172,7 +172,7 @@ impl JsonSchema for Duration {
                     "message": GRAMMAR_MESSAGE
                 },
                 {
-                    "rule": format!("!self.matches('{PATTERN}') || duration(self) > duration('0s')"),
+                    "rule": format!("size(self) == 0 || !self.matches('{PATTERN}') || duration(self) > duration('0s')"),
                     "message": "must be longer than zero"
                 }
             ]

@@ -12,13 +12,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::jiff::{Timestamp, civil::DateTime};
 
-/// RFC 3339 with an uppercase `T` and `Z`, seconds, at most nine fractional digits and a `Z` or `±hh:mm` offset.
-pub const PATTERN: &str = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+/// RFC 3339 with an uppercase `T` and `Z`, seconds, at most nine fractional digits and a `Z` or `±hh:mm` offset, on
+/// a real calendar date (leap years included) in the years 1000 to 9998. Every string it matches is a valid time
+/// for the API server's CEL and for podtask alike, so the schema never has to evaluate a rule that can fail.
+pub fn pattern() -> String {
+    let year = "([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])";
+    let leap_year = "([1-9][0-9](0[48]|[2468][048]|[13579][26])|([2468][048]|[13579][26])00)";
+    let date = format!(
+        "({year}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|{year}-(0[13-9]|1[0-2])-(29|30)|{year}-(0[13578]|1[02])-31|{leap_year}-02-29)"
+    );
+    let time = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?";
+    let offset = "(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
+    format!("^{date}T{time}{offset}$")
+}
 
-/// The latest time accepted (the end of the range every Kubernetes client can represent, with any offset).
-pub const LATEST: &str = "9999-12-30T00:00:00Z";
-
-pub const GRAMMAR_MESSAGE: &str = "must be an RFC 3339 time such as 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00 (uppercase T and Z, seconds required, at most 9 fractional digits)";
+pub const GRAMMAR_MESSAGE: &str = "must be an RFC 3339 time such as 2026-11-22T18:00:00Z or 2026-11-22T19:00:00+01:00: a real date in the years 1000 to 9998, uppercase T and Z, seconds required, at most 9 fractional digits";
 
 /// An absolute time as written in the spec.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -84,11 +92,7 @@ impl JsonSchema for TimeSpec {
             "type": "string",
             "maxLength": 40,
             "x-kubernetes-validations": [
-                { "rule": format!("self.matches('{PATTERN}')"), "message": GRAMMAR_MESSAGE },
-                {
-                    "rule": format!("!self.matches('{PATTERN}') || timestamp(self) < timestamp('{LATEST}')"),
-                    "message": format!("must be before {LATEST}")
-                }
+                { "rule": format!("self.matches('{}')", pattern()), "message": GRAMMAR_MESSAGE }
             ]
         })
     }
@@ -115,6 +119,31 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(read(input).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    /// The schema's pattern accepts a date exactly when it is a real one: every day of the month up to 32, for
+    /// common, leap and century years, and the range's ends.
+    #[test]
+    fn the_pattern_accepts_exactly_the_real_dates() {
+        let re = regex::Regex::new(&pattern()).unwrap();
+        for year in [1000, 1600, 1900, 2000, 2023, 2024, 2100, 2400, 9996, 9998] {
+            for month in 1..=13 {
+                for day in 0..=32 {
+                    let s = format!("{year:04}-{month:02}-{day:02}T12:00:00Z");
+                    let real = crate::jiff::civil::Date::new(year, month, day).is_ok();
+                    assert_eq!(re.is_match(&s), real, "{s}");
+                    if real {
+                        assert!(TimeSpec(s.clone()).timestamp().is_ok(), "{s}");
+                    }
+                }
+            }
+        }
+        for outside in ["0999-12-31T00:00:00Z", "9999-01-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z"] {
+            assert!(!re.is_match(outside), "{outside}");
+        }
+        for inside in ["9998-12-31T23:59:59-23:59", "1000-01-01T00:00:00+23:59", "2026-01-01T00:00:00.123456789+05:30"] {
+            assert!(re.is_match(inside) && TimeSpec(inside.into()).timestamp().is_ok(), "{inside}");
         }
     }
 
