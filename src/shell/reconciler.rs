@@ -76,13 +76,13 @@ pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> A
 async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
     let meta = &invalid.metadata;
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
-    let message = format!(
-        "podtask cannot read this PodTask: {}. Fix the value named (kubectl explain podtask.spec) and create the PodTask again",
-        invalid.error
-    );
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &kube::discovery::ApiResource::erase::<PodTask>(&()));
     let current = api.get_status(&name).await?;
+    let message = format!(
+        "podtask cannot read this PodTask: {}. Correct that field (kubectl explain podtask), or delete the PodTask and create it again",
+        unreadable_field(&current).unwrap_or_else(|| invalid.error.clone())
+    );
     let status = current.data.get("status");
     let already = status.is_some_and(|s| {
         s["reason"] == "InvalidSpec" && s["message"] == message.as_str() && s["observedGeneration"] == json!(meta.generation)
@@ -128,6 +128,13 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
         }
     }
     Ok(Action::await_change())
+}
+
+/// Which field could not be read, and why (`spec.deadline: ...`).
+fn unreadable_field(object: &DynamicObject) -> Option<String> {
+    let value = serde_json::to_value(object).ok()?;
+    let err = serde_path_to_error::deserialize::<_, PodTask>(value).err()?;
+    Some(format!("{}: {}", err.path(), err.inner()))
 }
 
 /// An API error without the response body's details beyond its status line (bodies can quote pod templates).

@@ -253,6 +253,26 @@ impl Operator {
         }
     }
 
+    /// SIGTERM, then wait up to `limit` for the process to exit (SIGKILL after that, and the test fails).
+    /// Returns how long it took. The pid is our own child's, not yet reaped, so it cannot have been reused.
+    pub fn terminate(&mut self, limit: Duration) -> Duration {
+        let mut child = self.child.take().expect("the operator is running");
+        let start = Instant::now();
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+        assert!(sent.success(), "SIGTERM could not be sent");
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return start.elapsed();
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("podtask run did not exit within {limit:?} of SIGTERM:\n{}", tail(&self.log, 30));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Start the same operator again (same flags, same port, log appended) and wait until it is ready.
     pub async fn restart(&mut self) {
         self.kill();
@@ -324,6 +344,9 @@ pub struct PodSeen {
     pub deletion_seen: Option<Timestamp>,
     pub gone: Option<Timestamp>,
     pub phase: Option<String>,
+    /// spec.activeDeadlineSeconds and spec.terminationGracePeriodSeconds as created.
+    pub active_deadline_seconds: Option<i64>,
+    pub grace_seconds: Option<i64>,
 }
 
 type PodBook = Arc<Mutex<BTreeMap<String, PodSeen>>>;
@@ -343,6 +366,8 @@ fn record(book: &PodBook, pod: &Pod, deleted: bool) {
         deletion_seen: None,
         gone: None,
         phase: None,
+        active_deadline_seconds: pod.spec.as_ref().and_then(|s| s.active_deadline_seconds),
+        grace_seconds: pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds),
     });
     if let Some(phase) = pod.status.as_ref().and_then(|s| s.phase.clone()) {
         if phase == "Running" && entry.running_seen.is_none() {

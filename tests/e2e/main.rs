@@ -10,6 +10,7 @@
 mod cli;
 mod deadline;
 mod finishing;
+mod hardening;
 mod harness;
 mod leader;
 mod metrics;

@@ -83,7 +83,11 @@ async fn invalid_manifests_are_rejected_at_apply_time() {
             |s| s["cleanup"] = json!("Sometimes"),
             &["spec.cleanup", "Unsupported value: \"Sometimes\"", "\"DeleteSucceeded\""],
         ),
-        ("bad-deadline", |s| s["deadline"] = json!("tomorrow at noon"), &["spec.deadline", "date-time"]),
+        (
+            "bad-deadline",
+            |s| s["deadline"] = json!("tomorrow at noon"),
+            &["spec.deadline", "must be an RFC 3339 time such as"],
+        ),
         (
             "bad-retry-reason",
             |s| s["retry"]["reasons"] = json!(["Timeout"]),
