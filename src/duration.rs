@@ -204,8 +204,24 @@ mod tests {
     #[test]
     fn rejects_what_the_schema_rejects() {
         let bad_ones = [
-            "", "5", "m", "5 m", "1.5h", "-5s", "5d", "5mm", "10S", "1h 30m", "99999999999h", "30m1h", "5m5m", "1000000h",
-            "5000000000s", "\u{0661}s", "1s500", "h1",
+            "",
+            "5",
+            "m",
+            "5 m",
+            "1.5h",
+            "-5s",
+            "5d",
+            "5mm",
+            "10S",
+            "1h 30m",
+            "99999999999h",
+            "30m1h",
+            "5m5m",
+            "1000000h",
+            "5000000000s",
+            "\u{0661}s",
+            "1s500",
+            "h1",
         ];
         for bad in bad_ones {
             assert!(matches!(bad.parse::<Duration>(), Err(ParseError::Malformed(_))), "{bad:?} accepted");
@@ -241,9 +257,11 @@ mod tests {
     #[test]
     fn stored_tasks_are_read_leniently() {
         // Values an older schema accepted: they must be readable, never stop the operator.
-        for (input, secs) in [("5000000000s", 5_000_000_000), ("4294967296ms", 4_294_967), ("30m1h", 5400), ("5m5m", 600)]
+        for (input, secs) in
+            [("5000000000s", 5_000_000_000), ("4294967296ms", 4_294_967), ("30m1h", 5400), ("5m5m", 600)]
         {
-            let d: Duration = serde_json::from_value(serde_json::json!(input)).unwrap_or_else(|e| panic!("{input}: {e}"));
+            let d: Duration =
+                serde_json::from_value(serde_json::json!(input)).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(d.as_std().as_secs(), secs, "{input}");
         }
         for hopeless in ["five", "99999999999999999999999h", "0s"] {

@@ -176,7 +176,11 @@ fn waiting(pod: &Pod) -> Option<Waiting> {
 fn waiting_reason(container: &str, kubelet_reason: &str, message: String) -> Waiting {
     let (class, reason) = match kubelet_reason {
         // SignatureValidationFailed: CRI-O refused the image by its signature policy.
-        "ErrImagePull" | "ImagePullBackOff" | "RegistryUnavailable" | "ErrImageInspect" | "SignatureValidationFailed" => {
+        "ErrImagePull"
+        | "ImagePullBackOff"
+        | "RegistryUnavailable"
+        | "ErrImageInspect"
+        | "SignatureValidationFailed" => {
             let reason =
                 if is_rate_limited(&message) { Reason::ImagePullRateLimited } else { Reason::ImagePullBackOff };
             (WaitClass::Transient, reason)

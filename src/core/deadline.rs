@@ -9,9 +9,8 @@ use crate::crd::PodTaskSpec;
 pub fn absolute(spec: &PodTaskSpec, first_start: Option<Timestamp>) -> Option<Timestamp> {
     // Stored times are whole seconds: round a budget's end up (never shorter than asked) and an absolute date
     // down (never later than asked).
-    let by_budget = first_start
-        .zip(spec.execution_timeout)
-        .map(|(start, budget)| whole_second_ceil(after(start, budget.as_std())));
+    let by_budget =
+        first_start.zip(spec.execution_timeout).map(|(start, budget)| whole_second_ceil(after(start, budget.as_std())));
     let by_date = spec.deadline.as_ref().and_then(|t| t.timestamp().ok()).map(whole_second);
     match (by_budget, by_date) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -131,9 +130,9 @@ mod tests {
 
     #[test]
     fn budgets_are_never_shorter_than_asked() {
-        let start = Some(ts("2026-01-01T10:00:00.830Z"));
-        let d = absolute(&spec(Some("20s"), None), start).unwrap();
-        assert!(d.duration_since(start.unwrap()) >= SignedDuration::from_secs(20), "{d}");
+        let start = ts("2026-01-01T10:00:00.830Z");
+        let d = absolute(&spec(Some("20s"), None), Some(start)).unwrap();
+        assert!(d.duration_since(start) >= SignedDuration::from_secs(20), "{d}");
         assert_eq!(d, ts("2026-01-01T10:00:21Z"), "rounded up to the whole second that is stored");
     }
 

@@ -258,7 +258,11 @@ fn the_deadline_is_computed_once_from_the_first_launch_and_never_extended() {
     let task1 = after(&task, &s1);
     let launch = cached(&task1, &[], t(400));
     let pod2 = launch.create.expect("attempt 2");
-    assert_eq!(pod2.spec.as_ref().unwrap().active_deadline_seconds, Some(180), "the remaining budget (200s, minus 20s grace), not a fresh one");
+    assert_eq!(
+        pod2.spec.as_ref().unwrap().active_deadline_seconds,
+        Some(180),
+        "the remaining budget (200s, minus 20s grace), not a fresh one"
+    );
     assert_eq!(pod2.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
     // an operator restarted at T+500 with only persisted facts enforces the same instant
     let pod2 = pod_at(&task1, 2, t(400), running());

@@ -81,7 +81,9 @@ mod tests {
     fn event_names_fit_for_any_task_name() {
         let now: Timestamp = "2026-11-22T10:00:00.123456789Z".parse().unwrap();
         assert!(event_name("hello", now).starts_with("hello."));
-        for name in ["a".repeat(253), format!("{}.-b", "a".repeat(233)), format!("{}-{}", "x".repeat(236), "y".repeat(16))] {
+        for name in
+            ["a".repeat(253), format!("{}.-b", "a".repeat(233)), format!("{}-{}", "x".repeat(236), "y".repeat(16))]
+        {
             let e = event_name(&name, now);
             assert!(e.len() <= 253, "{} characters", e.len());
             assert!(!e.contains("-.") && !e.contains(".."), "every label ends alphanumeric: {e}");

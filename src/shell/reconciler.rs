@@ -85,7 +85,9 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     );
     let status = current.data.get("status");
     let already = status.is_some_and(|s| {
-        s["reason"] == "InvalidSpec" && s["message"] == message.as_str() && s["observedGeneration"] == json!(meta.generation)
+        s["reason"] == "InvalidSpec"
+            && s["message"] == message.as_str()
+            && s["observedGeneration"] == json!(meta.generation)
     });
     if !already {
         let now = ctx.now().to_string();
@@ -121,7 +123,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     // Its pods must not run on unsupervised.
     let uid = meta.uid.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    for pod in ctx.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_owned_by(p, &uid)) {
+    for pod in ctx.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_owned_by(p, &uid))
+    {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
             delete_pod(&pods_api, &core::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;

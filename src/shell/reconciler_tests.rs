@@ -187,7 +187,11 @@ async fn nothing_changed_means_no_request_and_a_requeue_at_the_deadline() {
     let task = reported(task, std::slice::from_ref(&pod), t(10));
     assert_eq!(task.status.as_ref().unwrap().phase, Phase::Running);
     let (result, _) = reconcile_against(task, vec![pod], t(20), |api| async move { api.silent().await }).await;
-    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(550)), "T+570: 600 - 30s grace");
+    assert_eq!(
+        result.expect("reconcile succeeds"),
+        Action::requeue(StdDuration::from_secs(550)),
+        "T+570: 600 - 30s grace"
+    );
 }
 
 #[tokio::test]

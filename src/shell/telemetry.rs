@@ -18,14 +18,15 @@ pub enum LogFormat {
 pub fn init(format: LogFormat, level: &str) -> Result<(), String> {
     // kube's client logs a whole response body at WARN when it cannot read it (a list of PodTasks: every pod
     // template, env values included). podtask reports those failures itself, without the body.
-    let filter = EnvFilter::try_new(format!("{level},{QUIET_BODIES}")).map_err(|e| format!("--log-level {level:?}: {e}"))?;
+    let filter =
+        EnvFilter::try_new(format!("{level},{QUIET_BODIES}")).map_err(|e| format!("--log-level {level:?}: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(false)).try_init(),
         // Colours only on a terminal: never escape codes in files or `kubectl logs`.
-        LogFormat::Text => registry
-            .with(fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()))
-            .try_init(),
+        LogFormat::Text => {
+            registry.with(fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal())).try_init()
+        }
     }
     .map_err(|e| e.to_string())
 }

@@ -39,15 +39,46 @@ async fn the_schema_and_the_operator_accept_the_same_values() {
     let api: Api<DynamicObject> =
         Api::namespaced_with(env.client.clone(), &env.ns, &ApiResource::erase::<PodTask>(&()));
     let durations = [
-        "1ms", "1s", "90s", "5m", "1h30m", "1s500ms", "0001s", "999999h", "999999h9999999m99999999s9999999999ms",
-        "1000000h", "5000000000s", "4294967296ms", "99999999999h", "1000000000h", "0s", "0h0m", "", " 5m", "5m ",
-        "1.5h", "-5s", "+5s", "5d", "5M", "5m5m", "30m1h", "1h\u{200b}", "\u{0665}s", "\u{ff15}s", "5µs",
+        "1ms",
+        "1s",
+        "90s",
+        "5m",
+        "1h30m",
+        "1s500ms",
+        "0001s",
+        "999999h",
+        "999999h9999999m99999999s9999999999ms",
+        "1000000h",
+        "5000000000s",
+        "4294967296ms",
+        "99999999999h",
+        "1000000000h",
+        "0s",
+        "0h0m",
+        "",
+        " 5m",
+        "5m ",
+        "1.5h",
+        "-5s",
+        "+5s",
+        "5d",
+        "5M",
+        "5m5m",
+        "30m1h",
+        "1h\u{200b}",
+        "\u{0665}s",
+        "\u{ff15}s",
+        "5µs",
     ];
     let mut wrong = vec![];
     for value in durations {
         let server = server_accepts(&api, "executionTimeout", value).await;
         let podtask = value.parse::<SpecDuration>();
-        println!("executionTimeout {value:?}: server {:?}, podtask {:?}", server.as_ref().map_err(|_| "refused"), podtask);
+        println!(
+            "executionTimeout {value:?}: server {:?}, podtask {:?}",
+            server.as_ref().map_err(|_| "refused"),
+            podtask
+        );
         if server.is_ok() != podtask.is_ok() {
             wrong.push(format!("executionTimeout {value:?}: server {server:?}, podtask {podtask:?}"));
         }
