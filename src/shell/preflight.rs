@@ -70,7 +70,7 @@ pub async fn check_api(client: &Client, scopes: &[Option<String>], server: &str)
 }
 
 /// How long the API server may take to answer podtask's first request.
-const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(10);
+const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// How many times a missing CRD is looked for (every 500ms) before `podtask run` gives up.
 const CRD_CHECKS: u32 = 10;

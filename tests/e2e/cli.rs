@@ -70,7 +70,36 @@ fn run_fails_fast_when_the_api_server_is_unreachable() {
     let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let cfg = kubeconfig_for(&format!("https://127.0.0.1:{port}"), "closed-port");
     let (out, took) = run_with_kubeconfig(&cfg);
-    assert_fails_with(&out, took, "closed port", &["cannot reach the Kubernetes API server", "kubectl version"]);
+    let address = format!("https://127.0.0.1:{port}");
+    assert_fails_with(
+        &out,
+        took,
+        "closed port",
+        &["cannot reach the Kubernetes API server", &address, "kubectl version"],
+    );
+    // Default text logs, not on a terminal: plain text, no colour escape codes (they would litter `kubectl logs`).
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert!(logs.contains("checking the API server"), "{logs}");
+    assert!(!logs.contains('\u{1b}'), "colour codes in a log that is not a terminal: {logs:?}");
+}
+
+/// An address that accepts connections and never answers (a black hole, as a service IP without a route can
+/// be): podtask gives up within seconds, naming the address, instead of waiting silently for a liveness probe.
+#[test]
+fn run_fails_fast_when_the_api_server_never_answers() {
+    kubeconfig();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = vec![];
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // accepted, never answered
+        }
+    });
+    let cfg = kubeconfig_for(&format!("https://127.0.0.1:{port}"), "black-hole");
+    let (out, took) = run_with_kubeconfig(&cfg);
+    let address = format!("https://127.0.0.1:{port}");
+    assert_fails_with(&out, took, "black hole", &["cannot reach the Kubernetes API server", &address]);
 }
 
 /// The CRD cannot be uninstalled while other tests run, so this case talks to a stand-in API server that answers
