@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration as StdDuration};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions},
+    api::{DeleteParams, DynamicObject, PostParams, Preconditions},
     core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::controller::Action,
 };
@@ -78,7 +78,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &ns, &kube::discovery::ApiResource::erase::<PodTask>(&()));
-    let current = api.get_status(&name).await?;
+    // Within podtask's RBAC: get on podtasks, update on podtasks/status.
+    let mut current = api.get(&name).await?;
     let message = format!(
         "podtask cannot read this PodTask: {}. Correct that field (kubectl explain podtask), or delete the PodTask and create it again",
         unreadable_field(&current).unwrap_or_else(|| invalid.error.clone())
@@ -95,11 +96,24 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
             json!({"type": type_, "status": "True", "reason": "InvalidSpec", "message": message,
                    "observedGeneration": meta.generation, "lastTransitionTime": now})
         };
-        let patch = json!({"status": {
-            "phase": "Failed", "reason": "InvalidSpec", "message": message, "observedGeneration": meta.generation,
-            "completionTime": now, "conditions": [condition("Failed"), condition("Stalled")],
-        }});
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let mut status = current.data.get("status").and_then(|s| s.as_object()).cloned().unwrap_or_default();
+        for (field, value) in [
+            ("phase", json!("Failed")),
+            ("reason", json!("InvalidSpec")),
+            ("message", json!(message)),
+            ("observedGeneration", json!(meta.generation)),
+            ("completionTime", json!(now)),
+            ("conditions", json!([condition("Failed"), condition("Stalled")])),
+        ] {
+            status.insert(field.into(), value);
+        }
+        current.data["status"] = status.into();
+        current.metadata.managed_fields = None;
+        let params = PostParams { field_manager: Some("podtask".into()), ..Default::default() };
+        match api.replace_status(&name, &params, &current).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => return Err(Error::Stale(format!("{ns}/{name}"))),
+            other => other?,
+        };
         ctx.metrics.write("status");
         warn!(error = %invalid.error, "PodTask cannot be read: failed it with InvalidSpec");
         let event = core::Event {
