@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use podtask::shell::run::{RunArgs, run};
+use podtask::operator::run::{RunArgs, run};
 
 /// podtask: run one pod per PodTask, reliably — an absolute deadline, a startup timeout per attempt, image-pull
 /// trouble retried rather than fatal, and nothing left behind.

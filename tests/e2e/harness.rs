@@ -26,7 +26,7 @@ use kube::{
     runtime::watcher,
 };
 use podtask::{
-    core::naming,
+    engine::naming,
     crd::{Phase, PodTask},
     jiff::Timestamp,
 };

@@ -18,7 +18,7 @@ use super::{
     preflight,
     telemetry::{self, LogFormat},
 };
-use crate::{core, duration::Duration};
+use crate::{engine, duration::Duration};
 
 /// How long the API server may take to answer the first request before `podtask run` gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -92,12 +92,12 @@ impl RunArgs {
         if named.is_empty() { vec![None] } else { named.into_iter().map(Some).collect() }
     }
 
-    fn core_config(&self) -> core::Config {
-        core::Config {
+    fn core_config(&self) -> engine::Config {
+        engine::Config {
             startup_timeout: self.default_startup_timeout.as_std(),
             config_error_grace: self.config_error_grace.as_std(),
             min_rate_limit_backoff: self.min_rate_limit_backoff.as_std(),
-            ..core::Config::default()
+            ..engine::Config::default()
         }
     }
 

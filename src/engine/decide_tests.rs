@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::core::{create_error::CreateError, status as cond, testing::*};
+use crate::engine::{create_error::CreateError, status as cond, testing::*};
 use crate::crd::{Phase, PodTaskStatus, Reason};
 
 const P1: &str = "job-0f0f0-1";

@@ -22,7 +22,7 @@ use super::{
     metrics::Metrics,
     reconciler::{Watched, error_policy, reconcile},
 };
-use crate::core::{self, naming};
+use crate::engine::{self, naming};
 
 /// The task caches of every watched scope (for the phase gauge).
 pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
@@ -31,7 +31,7 @@ pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
 pub struct Settings {
     /// None: all namespaces.
     pub namespace: Option<String>,
-    pub config: core::Config,
+    pub config: engine::Config,
     pub concurrency: u16,
     pub reporter_instance: String,
 }

@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{Client, runtime::reflector::Store};
 
 use super::{events::Publisher, metrics::Metrics};
-use crate::{core, jiff::Timestamp};
+use crate::{engine, jiff::Timestamp};
 
 /// The clock. Production reads the system time; tests set it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -20,7 +20,7 @@ pub struct Context {
     /// podtask's own pods (label-selected), from the watch cache.
     pub pods: Store<Pod>,
     pub events: Publisher,
-    pub config: core::Config,
+    pub config: engine::Config,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     /// Consecutive failed reconciles per task, for the error backoff.

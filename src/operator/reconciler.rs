@@ -4,10 +4,10 @@
 use std::{sync::Arc, time::Duration as StdDuration};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams, Preconditions},
-    core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::controller::Action,
 };
 use serde_json::json;
@@ -15,7 +15,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{context::Context, error::Error};
 use crate::{
-    core::{self, Observed, Plan, create_error::CreateError, pod::is_owned_by},
+    engine::{self, Observed, Plan, create_error::CreateError, pod::is_owned_by},
     crd::{Phase, PodTask, PodTaskStatus, Reason},
     jiff::Timestamp,
 };
@@ -116,7 +116,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
         };
         ctx.metrics.write("status");
         warn!(error = %invalid.error, "PodTask cannot be read: failed it with InvalidSpec");
-        let event = core::Event {
+        let event = engine::Event {
             warning: true,
             reason: Reason::InvalidSpec.to_string(),
             note: message,
@@ -141,7 +141,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
-            delete_pod(&pods_api, &core::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
+            delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
         }
     }
     Ok(Action::await_change())
@@ -176,13 +176,13 @@ async fn reconcile_inner(task: &PodTask, ctx: &Context) -> Result<Action, Error>
         .collect();
 
     let now = ctx.now();
-    let mut plan = core::decide(task, Observed { pods: &pods, now, fresh: false }, &ctx.config);
+    let mut plan = engine::decide(task, Observed { pods: &pods, now, fresh: false }, &ctx.config);
     if let Some(name) = plan.verify.take() {
         // A verdict is due (timeout, deadline, missing pod): never on the cache's word.
         let fresh = pods_api.get_opt(&name).await?;
         pods.retain(|p| p.name_any() != name);
         pods.extend(fresh.filter(|p| is_owned_by(p, &uid)));
-        plan = core::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
+        plan = engine::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
         if plan.verify.is_some() {
             return Ok(Action::requeue(STALE_RETRY));
         }
@@ -195,12 +195,12 @@ async fn reconcile_inner(task: &PodTask, ctx: &Context) -> Result<Action, Error>
                 // Ours already (created before a restart, or the cache lagged): decide again with it in view.
                 pods.retain(|p| p.name_any() != existing.name_any());
                 pods.push(*existing);
-                plan = core::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
+                plan = engine::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
                 plan.create = None;
                 plan.verify = None;
             }
             Created::Refused(error) => {
-                plan = core::decide_create_failure(task, &error, ctx.now(), &ctx.config);
+                plan = engine::decide_create_failure(task, &error, ctx.now(), &ctx.config);
             }
         }
     }
@@ -219,7 +219,7 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
         Ok(_) => {
             ctx.metrics.write("pod_create");
             ctx.metrics.attempts_started.inc();
-            info!(pod = %name, attempt = core::pod::attempt_of(pod), "created pod");
+            info!(pod = %name, attempt = engine::pod::attempt_of(pod), "created pod");
             Ok(Created::Yes)
         }
         Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await? {
@@ -234,7 +234,7 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
             None => Ok(Created::Refused(CreateError::Transient(format!("pod {name} is being deleted")))),
         },
         Err(kube::Error::Api(s)) => {
-            let error = core::create_error::classify(s.code, &s.reason, &s.message);
+            let error = engine::create_error::classify(s.code, &s.reason, &s.message);
             // The message goes to the task's status, not to the log: it can quote the pod spec.
             warn!(pod = %name, code = s.code, reason = %s.reason, "pod create refused");
             Ok(Created::Refused(error))
@@ -289,7 +289,7 @@ async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -
     })
 }
 
-async fn delete_pod(api: &Api<Pod>, d: &core::PodDeletion, ctx: &Context) -> Result<(), Error> {
+async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<(), Error> {
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
         ..Default::default()
@@ -350,11 +350,11 @@ fn observe_transition(old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
     }
 }
 
-async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
+async fn publish(task: &PodTask, e: &engine::Event, ctx: &Context) {
     publish_to(&task.object_ref(&()), e, ctx).await;
 }
 
-async fn publish_to(regarding: &ObjectReference, e: &core::Event, ctx: &Context) {
+async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Context) {
     if let Err(err) = ctx.events.publish(e, regarding).await {
         warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
     }

@@ -6,10 +6,10 @@ use std::{future::Future, sync::Arc, time::Duration as StdDuration};
 
 use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
 use kube::{
     Client,
     client::Body,
-    core::DeserializeGuard,
     runtime::{controller::Action, reflector, watcher},
 };
 use serde_json::{Value, json};
@@ -17,10 +17,10 @@ use tower_test::mock::{self, Handle, SendResponse};
 
 use super::reconcile;
 use crate::{
-    core::{self, testing::*},
+    engine::{self, testing::*},
     crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
     jiff::Timestamp,
-    shell::{context::Context, error::Error, events::Publisher, metrics::Metrics},
+    operator::{context::Context, error::Error, events::Publisher, metrics::Metrics},
 };
 
 const POD: &str = "job-0f0f0-1";
@@ -301,7 +301,7 @@ where
         events: Publisher::new(client.clone(), "test".into()),
         client,
         pods,
-        config: core::Config::default(),
+        config: engine::Config::default(),
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
