@@ -134,7 +134,22 @@ pub enum CleanupPolicy {
 }
 
 /// Where a task is in its life.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 pub enum Phase {
     /// No pod yet, or waiting to start the next attempt.
     #[default]
@@ -153,7 +168,9 @@ impl Phase {
 }
 
 /// Machine-readable reason for the current status or for how an attempt ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display, strum::IntoStaticStr,
+)]
 pub enum Reason {
     // In progress.
     /// The pod was created and has not reported anything yet.

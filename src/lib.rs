@@ -2,9 +2,9 @@
 //!
 //! `core` decides (pure, table-tested); everything else is the shell that reads, applies and reports.
 
-pub mod engine;
 pub mod crd;
 pub mod duration;
+pub mod engine;
 pub use k8s_openapi::jiff;
 pub mod operator;
 pub mod time_spec;

@@ -12,7 +12,7 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::ResourceExt;
 
 use super::{
-    Config, Event, Observed, Plan, PodDeletion,
+    Config, Event, Next, Observed, Plan, PodDeletion,
     classify::{self, Failure, PodState, Termination, WaitClass, Waiting},
     create_error::CreateError,
     deadline, naming, pod, retry,
@@ -20,15 +20,16 @@ use super::{
 };
 use crate::crd::{AttemptRecord, CleanupPolicy, Outcome, Phase, PodTask, PodTaskStatus, Reason};
 
-/// Decide what to do about `task`, given its pods as observed at `seen.now`.
-pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
+/// Decide what to do about `task`, given what was observed at `seen.now`: either read a pod fresh first (a
+/// verdict is due and the cache must not be trusted for it), or carry out a plan.
+pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Next {
     let mut d = Decision::new(task, seen, cfg);
     if task.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods (they carry our ownerReference); nothing to do.
-        return d.plan;
+        return Next::Act(Plan::default());
     }
     if d.status.phase.is_terminal() {
-        d.finished();
+        d.after_the_end();
     } else if let Err(problem) = spec_problem(task) {
         d.fail(Reason::InvalidSpec, problem);
     } else if d.active_attempt() {
@@ -36,45 +37,49 @@ pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
     } else {
         d.next_attempt();
     }
-    d.finish()
+    d.into_next()
 }
 
-/// The API server refused to create the pod for the next attempt.
-pub fn decide_create_failure(task: &PodTask, error: &CreateError, now: Timestamp, cfg: &Config) -> Plan {
-    let no_pods: &[Pod] = &[];
-    let mut d = Decision::new(task, Observed { pods: no_pods, now, fresh: true }, cfg);
-    let attempt = d.current + 1;
-    let pod_name = naming::pod_name(&task.name_any(), &d.uid, attempt);
-    let retry_at = deadline::after(d.now_s, cfg.create_retry);
-    match error {
-        CreateError::Invalid(m) => d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}")),
-        CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
-        CreateError::Conflict(m) => d.fail(Reason::PodConflict, m.clone()),
-        CreateError::Quota(m) => {
-            d.set(
-                Phase::Pending,
-                Reason::QuotaExceeded,
-                format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"),
-            );
-            d.requeue(retry_at);
+impl Decision<'_> {
+    /// The API server refused to create the pod for the next attempt.
+    fn create_refused(&mut self, error: &CreateError) {
+        let attempt = self.current + 1;
+        let pod_name = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
+        let retry_at = deadline::after(self.now_s, self.cfg.create_retry);
+        let d = self;
+        match error {
+            CreateError::Invalid(m) => {
+                d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}"))
+            }
+            CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
+            CreateError::Conflict(m) => d.fail(Reason::PodConflict, m.clone()),
+            CreateError::Quota(m) => {
+                d.set(
+                    Phase::Pending,
+                    Reason::QuotaExceeded,
+                    format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"),
+                );
+                d.requeue(retry_at);
+            }
+            CreateError::OperatorForbidden(m) => {
+                d.plan.events.push(Event {
+                    warning: true,
+                    reason: "OperatorForbidden".into(),
+                    note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
+                    action: "Create",
+                    pod: None,
+                });
+                d.requeue(retry_at);
+            }
+            CreateError::Transient(_) => d.requeue(retry_at),
         }
-        CreateError::OperatorForbidden(m) => {
-            d.plan.events.push(Event {
-                warning: true,
-                reason: "OperatorForbidden".into(),
-                note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
-                action: "Create",
-                pod: None,
-            });
-            d.requeue(retry_at);
-        }
-        CreateError::Transient(_) => d.requeue(retry_at),
     }
-    d.finish()
 }
 
 struct Decision<'a> {
     task: &'a PodTask,
+    /// The next attempt's pod create was just refused by the API server.
+    refused: Option<&'a CreateError>,
     cfg: &'a Config,
     now: Timestamp,
     /// `now` at whole seconds, for anything stored.
@@ -90,6 +95,8 @@ struct Decision<'a> {
     first_start: Option<Timestamp>,
     deadline: Option<Timestamp>,
     plan: Plan,
+    /// Set when a verdict is due on this pod and the pods were read from the cache.
+    read_fresh: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -123,12 +130,14 @@ impl<'a> Decision<'a> {
         }
         Self {
             task,
+            refused: seen.create_refused,
             cfg,
             now: seen.now,
             now_s: deadline::whole_second(seen.now),
             fresh: seen.fresh,
             uid,
-            plan: Plan { status: old.clone(), ..Plan::default() },
+            plan: Plan::default(),
+            read_fresh: None,
             old,
             status,
             pods,
@@ -150,7 +159,7 @@ impl<'a> Decision<'a> {
     // ---- the three situations ----
 
     /// The task is over: clean up pods per policy and honour ttlAfterFinished.
-    fn finished(&mut self) {
+    fn after_the_end(&mut self) {
         let Some(ttl) = self.task.spec.ttl_after_finished else {
             return;
         };
@@ -181,6 +190,9 @@ impl<'a> Decision<'a> {
         {
             self.requeue_deadline();
             return self.requeue(next);
+        }
+        if let Some(error) = self.refused {
+            return self.create_refused(error);
         }
         let attempt = self.current + 1;
         let first_start = self.first_start.unwrap_or(self.now);
@@ -218,7 +230,7 @@ impl<'a> Decision<'a> {
         let expected = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
         let Some(pod) = self.pods.get(&attempt).copied() else {
             if !self.fresh {
-                return self.verify(expected);
+                return self.read_fresh(expected);
             }
             if self.deadline_passed() {
                 let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
@@ -260,7 +272,7 @@ impl<'a> Decision<'a> {
         }
         if let Some(stop) = self.stop_time(pod).filter(|stop| !over && *stop <= self.now) {
             if !self.fresh {
-                return self.verify(pod.name_any());
+                return self.read_fresh(pod.name_any());
             }
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
             let grace = self.deadline.map_or(0, |d| d.duration_since(stop).as_secs());
@@ -329,7 +341,7 @@ impl<'a> Decision<'a> {
                 let give_up = deadline::after(created, self.cfg.config_error_grace);
                 if give_up <= self.now {
                     if !self.fresh {
-                        return self.verify(name);
+                        return self.read_fresh(name);
                     }
                     return self.end_attempt(
                         Some(pod),
@@ -344,7 +356,7 @@ impl<'a> Decision<'a> {
             WaitClass::Transient => {
                 if startup_deadline <= self.now {
                     if !self.fresh {
-                        return self.verify(name);
+                        return self.read_fresh(name);
                     }
                     let rate_limited = self.rate_limited_this_attempt(&w);
                     let (reason, what) = match w.reason {
@@ -410,7 +422,7 @@ impl<'a> Decision<'a> {
             Reason::Completed,
             format!("pod {} succeeded (attempt {})", pod.name_any(), self.current),
         );
-        self.complete();
+        self.mark_done();
     }
 
     /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
@@ -463,10 +475,10 @@ impl<'a> Decision<'a> {
             n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
         };
         self.set(Phase::Failed, reason, message);
-        self.complete();
+        self.mark_done();
     }
 
-    fn complete(&mut self) {
+    fn mark_done(&mut self) {
         self.status.completion_time = Some(Time(self.now_s));
         self.status.next_attempt_time = None;
         self.status.startup_deadline = None;
@@ -510,8 +522,8 @@ impl<'a> Decision<'a> {
         self.status.message = Some(message);
     }
 
-    fn verify(&mut self, pod_name: String) {
-        self.plan.verify = Some(pod_name);
+    fn read_fresh(&mut self, pod_name: String) {
+        self.read_fresh = Some(pod_name);
     }
 
     fn requeue(&mut self, at: Timestamp) {
@@ -554,9 +566,9 @@ impl<'a> Decision<'a> {
         }
     }
 
-    fn finish(mut self) -> Plan {
-        if self.plan.verify.is_some() {
-            return Plan { verify: self.plan.verify, status: self.old, ..Plan::default() };
+    fn into_next(mut self) -> Next {
+        if let Some(pod) = self.read_fresh.take() {
+            return Next::ReadFresh(pod);
         }
         self.cleanup();
         let generation = self.task.metadata.generation;
@@ -566,9 +578,9 @@ impl<'a> Decision<'a> {
             self.status.observed_generation = generation;
             status::set_conditions(&mut self.status, generation, self.now_s);
             self.transition_event();
-            self.plan.status = self.status;
+            self.plan.status = Some(self.status);
         }
-        self.plan
+        Next::Act(self.plan)
     }
 
     fn transition_event(&mut self) {

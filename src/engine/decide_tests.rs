@@ -3,26 +3,26 @@
 use serde_json::json;
 
 use super::*;
-use crate::engine::{create_error::CreateError, status as cond, testing::*};
 use crate::crd::{Phase, PodTaskStatus, Reason};
+use crate::engine::{create_error::CreateError, status as cond, testing::*};
 
 const P1: &str = "job-0f0f0-1";
 const P2: &str = "job-0f0f0-2";
 
 /// Apply a plan's status to the task, as the API server would after the write.
-fn after(task: &PodTask, plan: &Plan) -> PodTask {
+fn after(task: &PodTask, plan: &Decided) -> PodTask {
     with_status(task.clone(), plan.status.clone())
 }
 
-fn reason(plan: &Plan) -> Option<Reason> {
+fn reason(plan: &Decided) -> Option<Reason> {
     plan.status.reason
 }
 
-fn deleted(plan: &Plan) -> Vec<&str> {
+fn deleted(plan: &Decided) -> Vec<&str> {
     plan.delete.iter().map(|d| d.name.as_str()).collect()
 }
 
-fn has_condition(plan: &Plan, type_: &str) -> bool {
+fn has_condition(plan: &Decided, type_: &str) -> bool {
     plan.status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
@@ -218,7 +218,7 @@ fn at_the_deadline_the_cache_is_not_trusted_the_pod_is_read_fresh() {
     let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
     let pod = pod_at(&task, 1, t(0), running());
     let plan = cached(&task, std::slice::from_ref(&pod), t(60));
-    assert_eq!(plan.verify.as_deref(), Some(P1));
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1));
     assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the fresh read");
     assert!(plan.delete.is_empty() && plan.create.is_none());
 }
@@ -390,7 +390,7 @@ fn at_the_startup_timeout_the_pod_is_read_fresh_and_one_that_started_goes_on() {
     let task = reported(task(json!({"startupTimeout": "2m"})), Phase::Starting, Reason::ImagePullBackOff, t(0));
     let stale = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
     let plan = cached(&task, &[stale], t(120));
-    assert_eq!(plan.verify.as_deref(), Some(P1));
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1));
     let started = pod_at(&task, 1, t(0), running());
     let plan = fresh(&task, &[started], t(120));
     assert_eq!(plan.status.phase, Phase::Running);
@@ -485,7 +485,7 @@ fn a_config_error_fails_after_the_grace_with_the_kubelets_message() {
     let early = cached(&task, std::slice::from_ref(&pod), t(10));
     assert_eq!((early.status.phase, reason(&early)), (Phase::Starting, Some(Reason::CreateContainerConfigError)));
     assert_eq!(early.requeue_at, Some(t(30)), "looks again when the 30s grace ends");
-    assert_eq!(cached(&task, std::slice::from_ref(&pod), t(30)).verify.as_deref(), Some(P1));
+    assert_eq!(cached(&task, std::slice::from_ref(&pod), t(30)).read_fresh.as_deref(), Some(P1));
     let late = fresh(&task, &[pod], t(30));
     assert_eq!((late.status.phase, reason(&late)), (Phase::Failed, Some(Reason::CreateContainerConfigError)));
     assert!(late.status.message.as_deref().unwrap().contains("secret \"db-password\" not found"));
@@ -514,13 +514,13 @@ fn unschedulable_surfaces_the_schedulers_message_while_waiting() {
 fn a_missing_pod_is_read_fresh_then_counted_lost_once_and_retried() {
     let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
     let plan = cached(&task, &[], t(10));
-    assert_eq!(plan.verify.as_deref(), Some(P1), "the cache may just be behind");
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1), "the cache may just be behind");
     let plan = fresh(&task, &[], t(10));
     assert_eq!(plan.status.attempts.last().map(|a| a.reason), Some(Reason::PodLost));
     assert_eq!(reason(&plan), Some(Reason::BackingOff));
     let again = cached(&after(&task, &plan), &[], t(11));
     assert_eq!(again.status.attempts.len(), 1, "never counted twice");
-    assert!(again.verify.is_none());
+    assert!(again.read_fresh.is_none());
 }
 
 #[test]
@@ -649,30 +649,20 @@ fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
 #[test]
 fn create_refusals_table() {
     let task = task(json!({}));
-    let invalid = decide_create_failure(
-        &task,
-        &CreateError::Invalid("spec.containers[0].image: Required value".into()),
-        t(0),
-        &cfg(),
-    );
+    let invalid = refused(&task, &CreateError::Invalid("spec.containers[0].image: Required value".into()), t(0));
     assert_eq!((invalid.status.phase, reason(&invalid)), (Phase::Failed, Some(Reason::InvalidSpec)));
     assert!(invalid.status.message.as_deref().unwrap().contains("Required value"));
-    let denied = decide_create_failure(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0), &cfg());
+    let denied = refused(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0));
     assert_eq!((denied.status.phase, reason(&denied)), (Phase::Failed, Some(Reason::Forbidden)));
-    let conflict = decide_create_failure(
-        &task,
-        &CreateError::Conflict("pod job-0f0f0-1 exists and belongs to something else".into()),
-        t(0),
-        &cfg(),
-    );
+    let conflict =
+        refused(&task, &CreateError::Conflict("pod job-0f0f0-1 exists and belongs to something else".into()), t(0));
     assert_eq!((conflict.status.phase, reason(&conflict)), (Phase::Failed, Some(Reason::PodConflict)));
-    let quota = decide_create_failure(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0), &cfg());
+    let quota = refused(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0));
     assert_eq!((quota.status.phase, reason(&quota)), (Phase::Pending, Some(Reason::QuotaExceeded)));
     assert_eq!(quota.requeue_at, Some(t(15)), "waits, never a hot loop");
-    let rbac =
-        decide_create_failure(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0), &cfg());
+    let rbac = refused(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0));
     assert_eq!(rbac.status, PodTaskStatus::default(), "the task is not at fault");
     assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
-    let transient = decide_create_failure(&task, &CreateError::Transient("etcd timeout".into()), t(0), &cfg());
+    let transient = refused(&task, &CreateError::Transient("etcd timeout".into()), t(0));
     assert_eq!((transient.status.clone(), transient.requeue_at), (PodTaskStatus::default(), Some(t(15))));
 }

@@ -1,45 +1,86 @@
 //! Prometheus metrics: what operators of podtask graph and alert on.
 
-use std::sync::atomic::AtomicI64;
+use std::{fmt::Write as _, sync::atomic::AtomicI64};
+
+use strum::IntoEnumIterator;
+
+use super::error::ErrorKind;
+use crate::crd::{Phase, Reason};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
+/// A label value spelled by strum (`snake_case` for podtask's own kinds, the enum's name for API-visible ones).
+macro_rules! label_value {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                encoder.write_str(self.into())
+            }
+        }
+    )*};
+}
+
+/// Writes to the API server, by what was written.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum WriteKind {
+    PodCreate,
+    Status,
+    PodDelete,
+    TaskDelete,
+}
+
+/// How a starting pod was seen waiting on an image pull.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum PullWait {
+    Backoff,
+    RateLimited,
+}
+
+label_value!(WriteKind, PullWait, ErrorKind, Phase, Reason);
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabel {
-    pub reason: String,
+pub struct WriteLabel {
+    pub kind: WriteKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KindLabel {
-    pub kind: String,
+pub struct ErrorLabel {
+    pub kind: ErrorKind,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
-    pub phase: String,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: Reason,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ClassLabel {
-    pub class: String,
+    pub class: PullWait,
 }
 
 /// All of podtask's metrics, registered once.
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
-    pub reconcile_errors: Family<KindLabel, Counter>,
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
     pub reconcile_duration: Histogram,
     pub tasks_by_phase: Family<PhaseLabel, Gauge<i64, AtomicI64>>,
     pub outcomes: Family<ReasonLabel, Counter>,
     pub deadline_lag: Histogram,
     pub image_pull_waits: Family<ClassLabel, Counter>,
     pub attempts_started: Counter,
-    pub api_writes: Family<KindLabel, Counter>,
+    pub api_writes: Family<WriteLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
 }
 
@@ -47,14 +88,14 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("podtask");
         let reconciles = Counter::default();
-        let reconcile_errors = Family::<KindLabel, Counter>::default();
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
         let reconcile_duration = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
         let tasks_by_phase = Family::<PhaseLabel, Gauge<i64, AtomicI64>>::default();
         let outcomes = Family::<ReasonLabel, Counter>::default();
         let deadline_lag = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
         let image_pull_waits = Family::<ClassLabel, Counter>::default();
         let attempts_started = Counter::default();
-        let api_writes = Family::<KindLabel, Counter>::default();
+        let api_writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
@@ -63,7 +104,7 @@ impl Default for Metrics {
         registry.register("task_outcomes", "Tasks that finished, by reason", outcomes.clone());
         registry.register(
             "deadline_enforcement_lag_seconds",
-            "From a task's deadline to podtask issuing the delete of its pod",
+            "From the instant stopping a pod was due (its deadline minus its grace period) to podtask issuing the delete",
             deadline_lag.clone(),
         );
         registry.register(
@@ -102,26 +143,48 @@ impl Metrics {
         out
     }
 
-    pub fn write(&self, kind: &str) {
-        self.api_writes.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
+    pub fn write(&self, kind: WriteKind) {
+        self.api_writes.get_or_create(&WriteLabel { kind }).inc();
     }
 
-    pub fn error(&self, kind: &str) {
-        self.reconcile_errors.get_or_create(&KindLabel { kind: kind.to_owned() }).inc();
+    pub fn error(&self, kind: ErrorKind) {
+        self.reconcile_errors.get_or_create(&ErrorLabel { kind }).inc();
     }
 
-    /// A task moved from phase `from` to phase `to`.
+    pub fn outcome(&self, reason: Reason) {
+        self.outcomes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn pull_wait(&self, class: PullWait) {
+        self.image_pull_waits.get_or_create(&ClassLabel { class }).inc();
+    }
+
     /// Recount tasks by phase (from the watch cache, at scrape time).
-    pub fn count_phases<'a>(&self, phases: impl Iterator<Item = &'a str>) {
-        let mut counts = std::collections::BTreeMap::<&str, i64>::new();
-        for p in ["Pending", "Starting", "Running", "Succeeded", "Failed"] {
-            counts.insert(p, 0);
-        }
+    pub fn count_phases(&self, phases: impl Iterator<Item = Phase>) {
+        let mut counts: std::collections::BTreeMap<Phase, i64> = Phase::iter().map(|p| (p, 0)).collect();
         for p in phases {
             *counts.entry(p).or_default() += 1;
         }
         for (phase, n) in counts {
-            self.tasks_by_phase.get_or_create(&PhaseLabel { phase: phase.to_owned() }).set(n);
+            self.tasks_by_phase.get_or_create(&PhaseLabel { phase }).set(n);
         }
+    }
+
+    /// Counts a reconcile and records its duration when dropped, however the reconcile ends.
+    pub fn time_reconcile(&self) -> ReconcileTimer<'_> {
+        self.reconciles.inc();
+        ReconcileTimer { metrics: self, started: std::time::Instant::now() }
+    }
+}
+
+/// Records a reconcile's duration on drop.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    started: std::time::Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
     }
 }

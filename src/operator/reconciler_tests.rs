@@ -17,8 +17,8 @@ use tower_test::mock::{self, Handle, SendResponse};
 
 use super::reconcile;
 use crate::{
-    engine::{self, testing::*},
     crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
+    engine::{self, testing::*},
     jiff::Timestamp,
     operator::{context::Context, error::Error, events::Publisher, metrics::Metrics},
 };

@@ -18,7 +18,7 @@ use super::{
     preflight,
     telemetry::{self, LogFormat},
 };
-use crate::{engine, duration::Duration};
+use crate::{duration::Duration, engine};
 
 /// How long the API server may take to answer the first request before `podtask run` gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -141,7 +141,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         before_scrape: Arc::new(move || {
             let stores = probe_stores.lock().expect("store list lock");
             let tasks: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-            probe_metrics.count_phases(tasks.iter().map(|t| phase_name(t.0.as_ref().ok())));
+            probe_metrics.count_phases(tasks.iter().map(|t| phase_of(t.0.as_ref().ok())));
         }),
     };
     let addr = args.http_addr;
@@ -210,16 +210,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 }
 
 /// A task's phase for the gauge; a task podtask cannot read counts as Failed (its status says InvalidSpec).
-fn phase_name(t: Option<&crate::crd::PodTask>) -> &'static str {
-    use crate::crd::Phase::*;
-    let Some(t) = t else { return "Failed" };
-    match t.status.as_ref().map(|s| s.phase).unwrap_or_default() {
-        Pending => "Pending",
-        Starting => "Starting",
-        Running => "Running",
-        Succeeded => "Succeeded",
-        Failed => "Failed",
-    }
+fn phase_of(t: Option<&crate::crd::PodTask>) -> crate::crd::Phase {
+    t.map_or(crate::crd::Phase::Failed, |t| t.status.as_ref().map(|s| s.phase).unwrap_or_default())
 }
 
 async fn shutdown_signal() {

@@ -26,8 +26,8 @@ use kube::{
     runtime::watcher,
 };
 use podtask::{
-    engine::naming,
     crd::{Phase, PodTask},
+    engine::naming,
     jiff::Timestamp,
 };
 use serde_json::{Value, json};
