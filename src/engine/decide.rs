@@ -26,7 +26,7 @@ pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Next {
     let mut d = Decision::new(task, seen, cfg);
     if task.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods (they carry our ownerReference); nothing to do.
-        return Next::Act(Plan::default());
+        return Next::Act(Box::default());
     }
     if d.status.phase.is_terminal() {
         d.after_the_end();
@@ -580,7 +580,7 @@ impl<'a> Decision<'a> {
             self.transition_event();
             self.plan.status = Some(self.status);
         }
-        Next::Act(self.plan)
+        Next::Act(Box::new(self.plan))
     }
 
     fn transition_event(&mut self) {

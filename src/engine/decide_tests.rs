@@ -235,6 +235,7 @@ fn at_the_deadline_the_pod_is_deleted_and_the_task_fails_without_retry() {
     let plan = fresh(&task, &[pod], t(60));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
     assert_eq!(deleted(&plan), [P1], "the pod is deleted even under Keep-like policies");
+    assert_eq!(plan.deadline_stop, Some(t(30)), "stopping was due at the deadline minus the pod's 30s grace");
     assert!(plan.status.next_attempt_time.is_none());
     let later = cached(&after(&task, &plan), &[], t(90));
     assert!(later.create.is_none(), "no further attempt ever starts");
@@ -640,6 +641,7 @@ fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
         let task = after(&base, &first);
         let second = cached(&task, std::slice::from_ref(&pod), t(6));
         assert_eq!(second.status, first.status, "{world}");
+        assert!(!second.writes_status, "no status write for {world}");
         assert!(second.events.is_empty(), "no repeated events for {world}");
     }
 }

@@ -75,7 +75,7 @@ pub enum Next {
     /// the cache, and decide again.
     ReadFresh(String),
     /// Carry out this plan.
-    Act(Plan),
+    Act(Box<Plan>),
 }
 
 /// What to do. The operator applies it in order: create, status, deletes, task deletion, events; then requeues.

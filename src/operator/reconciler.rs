@@ -177,9 +177,9 @@ async fn reconcile_task(task: &PodTask, ctx: &Context) -> Result<Action, Error> 
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
             Next::ReadFresh(_) => break,
             Next::Act(mut plan) => {
-                let Some(pod) = plan.create.take() else { return act(task, plan, &pods_api, ctx).await };
+                let Some(pod) = plan.create.take() else { return act(task, *plan, &pods_api, ctx).await };
                 match create_pod(&pods_api, &pod, &seen.uid, ctx).await? {
-                    Created::Yes => return act(task, plan, &pods_api, ctx).await,
+                    Created::Yes => return act(task, *plan, &pods_api, ctx).await,
                     Created::Adopted(existing) => seen.adopt(*existing),
                     Created::Refused(error) => seen.refused = Some(error),
                 }
