@@ -7,4 +7,5 @@ pub mod duration;
 pub mod engine;
 pub use k8s_openapi::jiff;
 pub mod operator;
+pub mod rbac;
 pub mod time_spec;
