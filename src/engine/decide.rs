@@ -234,21 +234,17 @@ impl<'a> Decision<'a> {
             }
             if self.deadline_passed() {
                 let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
-                return self.end_attempt(
+                return self.end_attempt(Ending::new(
                     None,
                     Reason::DeadlineExceeded,
                     format!("the deadline {when} passed; pod {expected} is gone"),
-                    None,
-                    false,
-                );
+                ));
             }
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 None,
                 Reason::PodLost,
                 format!("pod {expected} disappeared before it finished"),
-                None,
-                false,
-            );
+            ));
         };
         if self.status.attempt < attempt {
             // A pod status does not know about yet: created by this operator moments ago, or before a restart.
@@ -262,13 +258,11 @@ impl<'a> Decision<'a> {
         let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
         if !over && pod.metadata.deletion_timestamp.is_some() {
             // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::PodLost,
                 format!("pod {} was deleted by someone else", pod.name_any()),
-                None,
-                false,
-            );
+            ));
         }
         if let Some(stop) = self.stop_time(pod).filter(|stop| !over && *stop <= self.now) {
             if !self.fresh {
@@ -277,13 +271,11 @@ impl<'a> Decision<'a> {
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
             let grace = self.deadline.map_or(0, |d| d.duration_since(stop).as_secs());
             self.plan.deadline_stop = Some(stop);
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::DeadlineExceeded,
                 format!("the deadline {when} is due: pod {} stopped with a {grace}s grace period", pod.name_any()),
-                None,
-                false,
-            );
+            ));
         }
         match state {
             PodState::Succeeded(t) => self.succeed(pod, t),
@@ -291,30 +283,27 @@ impl<'a> Decision<'a> {
                 let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
                 let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
                 self.end_attempt(
-                    Some(pod),
-                    Reason::PodFailed,
-                    format!("pod {} exited with {code}{detail}", pod.name_any()),
-                    Some(t),
-                    false,
+                    Ending::new(
+                        Some(pod),
+                        Reason::PodFailed,
+                        format!("pod {} exited with {code}{detail}", pod.name_any()),
+                    )
+                    .with_exit(t),
                 )
             }
-            PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(
+            PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::DeadlineExceeded,
                 format!(
                     "the kubelet stopped pod {} at its activeDeadlineSeconds (the task's deadline)",
                     pod.name_any()
                 ),
-                None,
-                false,
-            ),
-            PodState::Failed(Failure::Evicted(m)) => self.end_attempt(
+            )),
+            PodState::Failed(Failure::Evicted(m)) => self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::Evicted,
                 format!("pod {} was evicted: {m}", pod.name_any()),
-                None,
-                false,
-            ),
+            )),
             PodState::Running => {
                 if self.settling(pod) {
                     return;
@@ -335,7 +324,7 @@ impl<'a> Decision<'a> {
         match w.class {
             WaitClass::Permanent => {
                 let msg = format!("pod {name} cannot start: {}", w.message);
-                return self.end_attempt(Some(pod), w.reason, msg, None, false);
+                return self.end_attempt(Ending::new(Some(pod), w.reason, msg));
             }
             WaitClass::ConfigError => {
                 let give_up = deadline::after(created, self.cfg.config_error_grace);
@@ -343,13 +332,11 @@ impl<'a> Decision<'a> {
                     if !self.fresh {
                         return self.read_fresh(name);
                     }
-                    return self.end_attempt(
+                    return self.end_attempt(Ending::new(
                         Some(pod),
                         w.reason,
                         format!("pod {name} cannot start: {}", w.message),
-                        None,
-                        false,
-                    );
+                    ));
                 }
                 self.requeue(give_up);
             }
@@ -371,7 +358,7 @@ impl<'a> Decision<'a> {
                         crate::duration::Duration::from(startup_timeout),
                         w.message
                     );
-                    return self.end_attempt(Some(pod), reason, msg, None, rate_limited);
+                    return self.end_attempt(Ending::new(Some(pod), reason, msg).rate_limited(rate_limited));
                 }
                 self.requeue(startup_deadline);
             }
@@ -426,14 +413,8 @@ impl<'a> Decision<'a> {
     }
 
     /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
-    fn end_attempt(
-        &mut self,
-        pod: Option<&Pod>,
-        reason: Reason,
-        message: String,
-        exit: Option<Termination>,
-        rate_limited: bool,
-    ) {
+    fn end_attempt(&mut self, ending: Ending<'_>) {
+        let Ending { pod, reason, message, exit, rate_limited } = ending;
         self.record(pod, Outcome::Failed, reason, Some(&message), exit.as_ref());
         self.status.exit_code = exit.as_ref().and_then(|t| t.exit_code);
         self.status.termination_message = exit.and_then(|t| t.message);
@@ -607,6 +588,31 @@ fn spec_problem(task: &PodTask) -> Result<(), String> {
         d.timestamp().map_err(|e| format!("spec.deadline {e}"))?;
     }
     Ok(())
+}
+
+/// How an attempt ended without success.
+struct Ending<'p> {
+    pod: Option<&'p Pod>,
+    reason: Reason,
+    message: String,
+    /// The container's exit, when it ran and failed.
+    exit: Option<Termination>,
+    /// The registry rate-limited this attempt's pulls: the next attempt waits at least the longer minimum.
+    rate_limited: bool,
+}
+
+impl<'p> Ending<'p> {
+    fn new(pod: Option<&'p Pod>, reason: Reason, message: String) -> Self {
+        Self { pod, reason, message, exit: None, rate_limited: false }
+    }
+
+    fn with_exit(self, exit: Termination) -> Self {
+        Self { exit: Some(exit), ..self }
+    }
+
+    fn rate_limited(self, rate_limited: bool) -> Self {
+        Self { rate_limited, ..self }
+    }
 }
 
 fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {

@@ -39,15 +39,20 @@ pub struct Config {
     pub create_retry: StdDuration,
 }
 
+impl Config {
+    /// The defaults (also the `podtask run` flags' defaults).
+    pub const DEFAULT: Self = Self {
+        startup_timeout: StdDuration::from_secs(300),
+        config_error_grace: StdDuration::from_secs(30),
+        min_rate_limit_backoff: StdDuration::from_secs(60),
+        status_settle: StdDuration::from_secs(1),
+        create_retry: StdDuration::from_secs(15),
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            startup_timeout: StdDuration::from_secs(300),
-            config_error_grace: StdDuration::from_secs(30),
-            min_rate_limit_backoff: StdDuration::from_secs(60),
-            status_settle: StdDuration::from_secs(1),
-            create_retry: StdDuration::from_secs(15),
-        }
+        Self::DEFAULT
     }
 }
 

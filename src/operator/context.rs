@@ -32,6 +32,8 @@ pub struct Context {
     pub clock: Clock,
     /// Consecutive failed reconciles per task, for the error backoff.
     pub failures: Failures,
+    /// Reconciles in flight, operator-wide (across watched namespaces).
+    pub permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.

@@ -32,13 +32,14 @@ pub struct Settings {
     /// None: all namespaces.
     pub namespace: Option<String>,
     pub config: engine::Config,
-    pub concurrency: u16,
+    /// Reconciles in flight at once, shared by every scope of the operator.
+    pub permits: Arc<tokio::sync::Semaphore>,
     pub reporter_instance: String,
 }
 
 /// Watches one scope (a namespace or the whole cluster) and reconciles until `shutdown` resolves.
 /// `ready` turns true once both watch caches have synced.
-pub async fn run(
+pub async fn run_scope(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -78,7 +79,8 @@ pub async fn run(
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
     let controller = Controller::for_stream(task_stream, tasks_reader.clone())
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        // The operator-wide limit is the shared semaphore; each scope may use all of it.
+        .with_config(ControllerConfig::default().concurrency(settings.permits.available_permits() as u16))
         .owns_stream(pod_stream)
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
@@ -92,6 +94,7 @@ pub async fn run(
         metrics,
         clock,
         failures: Default::default(),
+        permits: settings.permits.clone(),
     });
 
     let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());

@@ -42,6 +42,7 @@ pub type Watched = DeserializeGuard<PodTask>;
 
 /// Reconcile one PodTask.
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _permit = ctx.permits.acquire().await.expect("the reconcile semaphore is never closed");
     let _timer = ctx.metrics.time_reconcile();
     let key = key_of(&object);
     let span = info_span!("reconcile", task = %key);

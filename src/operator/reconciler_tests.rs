@@ -305,6 +305,7 @@ where
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
+        permits: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     let script = script(ApiServer { handle, events: vec![] });
     let server = tokio::spawn(async move { script.await.done().await });
