@@ -107,14 +107,20 @@ pub async fn run_scope(
         }
     });
 
+    let failures = ctx.clone();
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
-            if let Err(e) = result {
-                match e {
-                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
-                    other => warn!(error = %other, "controller"),
+            use kube::runtime::controller::Error as ControllerError;
+            match result {
+                // The task is gone: so is its error backoff record.
+                Err(ControllerError::ObjectNotFound(task)) => {
+                    failures.failures.clear(&format!("{}/{}", task.namespace.unwrap_or_default(), task.name));
                 }
+                // error_policy has logged it already.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                Err(other) => warn!(error = %other, "controller"),
+                Ok(_) => {}
             }
             future::ready(())
         })
