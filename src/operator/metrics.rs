@@ -69,6 +69,12 @@ pub struct ClassLabel {
     pub class: PullWait,
 }
 
+const LAG_HELP: &str =
+    "From the instant stopping a pod was due (its deadline minus its grace period) to podtask issuing the delete";
+const PULL_WAITS_HELP: &str =
+    "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)";
+const LEADER_HELP: &str = "1 while this replica holds the leader lease (or runs without election)";
+
 /// All of podtask's metrics, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -102,23 +108,11 @@ impl Default for Metrics {
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
         registry.register("tasks", "PodTasks by phase, as last seen by this replica", tasks_by_phase.clone());
         registry.register("task_outcomes", "Tasks that finished, by reason", outcomes.clone());
-        registry.register(
-            "deadline_enforcement_lag_seconds",
-            "From the instant stopping a pod was due (its deadline minus its grace period) to podtask issuing the delete",
-            deadline_lag.clone(),
-        );
-        registry.register(
-            "image_pull_waits",
-            "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)",
-            image_pull_waits.clone(),
-        );
+        registry.register("deadline_enforcement_lag_seconds", LAG_HELP, deadline_lag.clone());
+        registry.register("image_pull_waits", PULL_WAITS_HELP, image_pull_waits.clone());
         registry.register("attempts_started", "Pods created, one per attempt", attempts_started.clone());
         registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease (or runs without election)",
-            leader.clone(),
-        );
+        registry.register("leader", LEADER_HELP, leader.clone());
         Self {
             registry,
             reconciles,
