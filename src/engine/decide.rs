@@ -15,10 +15,14 @@ use super::{
     Config, Event, Next, Observed, Plan, PodDeletion,
     classify::{self, Failure, PodState, Termination, WaitClass, Waiting},
     create_error::CreateError,
-    deadline, naming, pod, retry,
+    deadline,
+    failure_policy::{self, RuleMatch},
+    naming, pod, retry,
     status::{self, HISTORY_LIMIT},
 };
-use crate::crd::{AttemptRecord, CleanupPolicy, Outcome, Phase, PodTask, PodTaskStatus, Reason};
+use crate::crd::{
+    AttemptRecord, CleanupPolicy, Outcome, Phase, PodFailurePolicyAction, PodTask, PodTaskStatus, Reason,
+};
 
 /// Decide what to do about `task`, given what was observed at `seen.now`: either read a pod fresh first (a
 /// verdict is due and the cache must not be trusted for it), or carry out a plan.
@@ -282,14 +286,8 @@ impl<'a> Decision<'a> {
             PodState::Failed(Failure::Exit(t)) => {
                 let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
                 let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                self.end_attempt(
-                    Ending::new(
-                        Some(pod),
-                        Reason::PodFailed,
-                        format!("pod {} exited with {code}{detail}", pod.name_any()),
-                    )
-                    .with_exit(t),
-                )
+                let message = format!("pod {} exited with {code}{detail}", pod.name_any());
+                self.pod_failed(pod, Ending::new(Some(pod), Reason::PodFailed, message).with_exit(t))
             }
             PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(Ending::new(
                 Some(pod),
@@ -299,11 +297,10 @@ impl<'a> Decision<'a> {
                     pod.name_any()
                 ),
             )),
-            PodState::Failed(Failure::Evicted(m)) => self.end_attempt(Ending::new(
-                Some(pod),
-                Reason::Evicted,
-                format!("pod {} was evicted: {m}", pod.name_any()),
-            )),
+            PodState::Failed(Failure::Evicted(m)) => {
+                let message = format!("pod {} was evicted: {m}", pod.name_any());
+                self.pod_failed(pod, Ending::new(Some(pod), Reason::Evicted, message))
+            }
             PodState::Running => {
                 if self.settling(pod) {
                     return;
@@ -412,17 +409,57 @@ impl<'a> Decision<'a> {
         self.mark_done();
     }
 
-    /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
+    /// The attempt's pod failed: spec.podFailurePolicy's first matching rule decides, else spec.retry.
+    fn pod_failed(&mut self, pod: &Pod, ending: Ending<'_>) {
+        let rule = failure_policy::first_match(self.task.spec.pod_failure_policy.as_ref(), pod);
+        match rule {
+            Some(rule) if rule.action == PodFailurePolicyAction::Succeed => {
+                let t = ending.exit.unwrap_or_default();
+                let message = format!("{}; {} counts it as success", ending.message, rule.description);
+                self.record(Some(pod), Outcome::Succeeded, Reason::Completed, Some(&message), Some(&t));
+                self.note_rule(&rule);
+                self.status.exit_code = t.exit_code;
+                self.status.termination_message = t.message;
+                self.set(Phase::Succeeded, Reason::Completed, message);
+                self.mark_done();
+            }
+            rule => self.end_attempt(Ending { rule, ..ending }),
+        }
+    }
+
+    /// The current attempt ended without success: retry if the rules, the retry policy and the deadline allow,
+    /// else fail.
     fn end_attempt(&mut self, ending: Ending<'_>) {
-        let Ending { pod, reason, message, exit, rate_limited } = ending;
+        let Ending { pod, reason, message, exit, rate_limited, rule } = ending;
+        let message = match &rule {
+            Some(rule) => format!("{message} ({})", rule.description),
+            None => message,
+        };
         self.record(pod, Outcome::Failed, reason, Some(&message), exit.as_ref());
+        if let Some(rule) = &rule {
+            self.note_rule(rule);
+        }
         self.status.exit_code = exit.as_ref().and_then(|t| t.exit_code);
         self.status.termination_message = exit.and_then(|t| t.message);
         self.status.startup_deadline = None;
         let attempt = self.current;
-        if reason != Reason::DeadlineExceeded && retry::may_retry(self.task.spec.retry.as_ref(), attempt, reason) {
+        let policy = self.task.spec.retry.as_ref();
+        let action = rule.map(|r| r.action);
+        if action == Some(PodFailurePolicyAction::RetryWithoutCounting) {
+            self.status.uncounted_attempts += 1;
+        }
+        let counted = attempt.saturating_sub(self.status.uncounted_attempts);
+        let retried = match action {
+            Some(PodFailurePolicyAction::Fail | PodFailurePolicyAction::Succeed) => false,
+            Some(PodFailurePolicyAction::Retry) => counted <= retry::limit(policy),
+            Some(PodFailurePolicyAction::RetryWithoutCounting) => {
+                self.status.uncounted_attempts <= failure_policy::MAX_UNCOUNTED_RETRIES
+            }
+            None => reason != Reason::DeadlineExceeded && retry::may_retry(policy, counted, reason),
+        };
+        if retried {
             let floor = rate_limited.then_some(self.cfg.min_rate_limit_backoff);
-            let wait = retry::backoff(self.task.spec.retry.as_ref(), attempt, floor);
+            let wait = retry::backoff(policy, counted.max(1), floor);
             let next = deadline::whole_second_ceil(deadline::after(self.now, wait));
             match self.deadline {
                 Some(d) if next >= d => {
@@ -490,9 +527,17 @@ impl<'a> Decision<'a> {
             reason,
             message: message.map(str::to_owned),
             exit_code: exit.and_then(|t| t.exit_code),
+            matched_rule: None,
         });
         let excess = self.status.attempts.len().saturating_sub(HISTORY_LIMIT);
         self.status.attempts.drain(..excess);
+    }
+
+    /// The last recorded attempt was decided by a podFailurePolicy rule.
+    fn note_rule(&mut self, rule: &RuleMatch) {
+        if let Some(last) = self.status.attempts.last_mut() {
+            last.matched_rule = Some(rule.description.clone());
+        }
     }
 
     // ---- plumbing ----
@@ -599,11 +644,13 @@ struct Ending<'p> {
     exit: Option<Termination>,
     /// The registry rate-limited this attempt's pulls: the next attempt waits at least the longer minimum.
     rate_limited: bool,
+    /// The podFailurePolicy rule that matched the failed pod.
+    rule: Option<RuleMatch>,
 }
 
 impl<'p> Ending<'p> {
     fn new(pod: Option<&'p Pod>, reason: Reason, message: String) -> Self {
-        Self { pod, reason, message, exit: None, rate_limited: false }
+        Self { pod, reason, message, exit: None, rate_limited: false, rule: None }
     }
 
     fn with_exit(self, exit: Termination) -> Self {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::crd::{Phase, PodTaskStatus, Reason};
-use crate::engine::{create_error::CreateError, status as cond, testing::*};
+use crate::engine::{create_error::CreateError, failure_policy, status as cond, testing::*};
 
 const P1: &str = "job-0f0f0-1";
 const P2: &str = "job-0f0f0-2";
@@ -344,6 +344,7 @@ fn the_deadline_also_ends_a_backoff() {
         reason: Reason::Evicted,
         message: None,
         exit_code: None,
+        matched_rule: None,
     }];
     status.next_attempt_time = Some(Time(t(700)));
     let task = with_status(task, status);
@@ -553,6 +554,7 @@ fn after_a_restart_existing_pods_are_adopted_and_nothing_launches_twice() {
         reason: Reason::PodLost,
         message: None,
         exit_code: None,
+        matched_rule: None,
     });
     ended.next_attempt_time = Some(Time(t(60)));
     let task = with_status(task, ended);
@@ -667,4 +669,82 @@ fn create_refusals_table() {
     assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
     let transient = refused(&task, &CreateError::Transient("etcd timeout".into()), t(0));
     assert_eq!((transient.status.clone(), transient.requeue_at), (PodTaskStatus::default(), Some(t(15))));
+}
+
+// ---- podFailurePolicy ----
+
+/// One row per action: (rule, the pod's exit code, disrupted?, phase after, reason after, retried attempts
+/// uncounted). The attempt's record names the rule.
+#[test]
+fn pod_failure_policy_table() {
+    let rules = json!({"rules": [
+        {"action": "Fail", "onExitCodes": {"operator": "In", "values": [2]}},
+        {"action": "Retry", "onExitCodes": {"operator": "In", "values": [75]}},
+        {"action": "Succeed", "onExitCodes": {"operator": "In", "values": [99]}},
+        {"action": "RetryWithoutCounting", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]});
+    let evicted = |code: i32| {
+        json!({"phase": "Failed", "reason": "Evicted", "message": "preempted",
+            "conditions": [{"type": "DisruptionTarget", "status": "True"}],
+            "containerStatuses": [{"name": "main", "image": "busybox", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": code}}}]})
+    };
+    // retry.limit 1, PodFailed not in retry.reasons: without a rule a non-zero exit is not retried.
+    let cases = [
+        (exited("Failed", 2, "bad input"), Phase::Failed, Reason::PodFailed, 0, Some("rules[0]")),
+        (exited("Failed", 75, "try again"), Phase::Pending, Reason::BackingOff, 0, Some("rules[1]")),
+        (exited("Failed", 99, "nothing to do"), Phase::Succeeded, Reason::Completed, 0, Some("rules[2]")),
+        (evicted(137), Phase::Pending, Reason::BackingOff, 1, Some("rules[3]")),
+        (exited("Failed", 3, "no rule"), Phase::Failed, Reason::PodFailed, 0, None),
+    ];
+    for (pod_status, phase, reason_after, uncounted, rule) in cases {
+        let task = reported(
+            task(json!({"retry": {"limit": 1}, "podFailurePolicy": rules})),
+            Phase::Running,
+            Reason::Running,
+            t(0),
+        );
+        let pod = pod_at(&task, 1, t(0), pod_status.clone());
+        let plan = cached(&task, &[pod], t(30));
+        let s = &plan.status;
+        assert_eq!((s.phase, reason(&plan)), (phase, Some(reason_after)), "{pod_status}: {:?}", s.message);
+        assert_eq!(s.uncounted_attempts, uncounted, "{pod_status}");
+        let matched = s.attempts[0].matched_rule.as_deref();
+        assert_eq!(matched.map(|m| &m[..8]), rule, "{pod_status}: {matched:?}");
+        if let Some(rule) = rule {
+            assert!(s.message.as_deref().unwrap_or("").contains(rule), "the message names the rule: {:?}", s.message);
+        }
+    }
+}
+
+#[test]
+fn a_retry_rule_still_counts_against_the_limit_and_an_uncounted_one_does_not() {
+    let rules = json!({"rules": [
+        {"action": "Retry", "onExitCodes": {"operator": "In", "values": [75]}},
+        {"action": "RetryWithoutCounting", "onExitCodes": {"operator": "In", "values": [76]}},
+    ]});
+    let after_two = |code: i32, uncounted_before: u32| {
+        let mut task = reported(
+            task(json!({"retry": {"limit": 1}, "podFailurePolicy": rules})),
+            Phase::Running,
+            Reason::Running,
+            t(0),
+        );
+        let mut status = task.status.clone().unwrap();
+        status.attempt = 2;
+        status.pod_name = Some(P2.into());
+        status.uncounted_attempts = uncounted_before;
+        task = with_status(task, status);
+        let pod = pod_at(&task, 2, t(0), exited("Failed", code, ""));
+        cached(&task, &[pod], t(30)).status
+    };
+    // Attempt 2 ends with 75 (Retry): the limit of 1 extra attempt is spent.
+    assert_eq!(after_two(75, 0).phase, Phase::Failed);
+    // The same after an uncounted attempt 1: only one attempt counted, so one retry is left.
+    assert_eq!(after_two(75, 1).phase, Phase::Pending);
+    // 76 never counts.
+    let s = after_two(76, 0);
+    assert_eq!((s.phase, s.uncounted_attempts), (Phase::Pending, 1));
+    // ... up to the hard cap.
+    assert_eq!(after_two(76, failure_policy::MAX_UNCOUNTED_RETRIES).phase, Phase::Failed);
 }

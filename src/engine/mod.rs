@@ -6,6 +6,7 @@ pub mod classify;
 pub mod create_error;
 pub mod deadline;
 mod decide;
+pub mod failure_policy;
 pub mod naming;
 pub mod pod;
 pub mod retry;
