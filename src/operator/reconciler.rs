@@ -26,6 +26,8 @@ use crate::{
 
 /// Wait after a write lost a race with a newer version of the task (the watch brings that version shortly).
 const STALE_RETRY: StdDuration = StdDuration::from_millis(250);
+/// Look again this soon after a failure of the whole API: the reconcile then waits until the API is usable.
+const API_TROUBLE_RETRY: StdDuration = StdDuration::from_millis(200);
 /// Wait after the first API error; it doubles with each further failure in a row, up to ERROR_RETRY_MAX.
 const ERROR_RETRY: StdDuration = StdDuration::from_secs(1);
 const ERROR_RETRY_MAX: StdDuration = StdDuration::from_secs(300);
@@ -42,6 +44,8 @@ pub type Watched = DeserializeGuard<PodTask>;
 
 /// Reconcile one PodTask.
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // While the API server is down or throttling, every reconcile waits here (without a task-by-task backoff).
+    ctx.api.usable().await;
     let _permit = ctx.permits.acquire().await.expect("the reconcile semaphore is never closed");
     let _timer = ctx.metrics.time_reconcile();
     let key = key_of(&object);
@@ -66,6 +70,11 @@ pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> A
             Action::requeue(STALE_RETRY)
         }
         Error::Kube(e) => {
+            if ctx.api.report(e).is_some() {
+                // The whole API is in trouble (logged once by ApiHealth); the next reconcile waits for it.
+                debug!(%task, error = %short_error(e), "reconcile failed with the API");
+                return Action::requeue(API_TROUBLE_RETRY);
+            }
             let wait = error_backoff(ctx.failures.record(&task));
             warn!(%task, error = %short_error(e), "reconcile failed; retrying in {wait:?}");
             Action::requeue(wait)
@@ -158,7 +167,7 @@ fn unreadable_field(object: &DynamicObject) -> Option<String> {
 }
 
 /// An API error without the response body's details beyond its status line (bodies can quote pod templates).
-fn short_error(e: &kube::Error) -> String {
+pub(crate) fn short_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
         kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),

@@ -293,6 +293,7 @@ where
 {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    let api_client = client.clone();
     let (pods, mut writer) = reflector::store::<Pod>();
     for pod in cache {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
@@ -306,6 +307,7 @@ where
         clock: Arc::new(move || now),
         failures: Default::default(),
         permits: Arc::new(tokio::sync::Semaphore::new(1)),
+        api: crate::operator::api_health::ApiHealth::new(api_client),
     });
     let script = script(ApiServer { handle, events: vec![] });
     let server = tokio::spawn(async move { script.await.done().await });

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::{
+    api_health::ApiHealth,
     context::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
@@ -176,6 +177,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let api = ApiHealth::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];
@@ -187,6 +189,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             namespace: scope,
             config: args.engine_config(),
             permits: permits.clone(),
+            api: api.clone(),
             reporter_instance: identity.clone(),
         };
         controller::run_scope(
