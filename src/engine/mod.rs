@@ -9,6 +9,8 @@ mod decide;
 pub mod failure_policy;
 pub mod naming;
 pub mod pod;
+#[cfg(test)]
+mod properties;
 pub mod retry;
 pub mod status;
 #[cfg(test)]
