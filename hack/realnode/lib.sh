@@ -91,3 +91,4 @@ wait_for() { # WHAT SECONDS CMD...
 	done
 	say "$what: ready in $((SECONDS - t0))s"
 }
+OPERATOR_NS=podtask-system

@@ -16,6 +16,7 @@ t0=$SECONDS
 "$HACK/realnode/config.sh"
 export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
 
+mkdir -p "$NODE_DIR/registry"
 start_bg registry "$(crane_bin)" registry serve --address "$REGISTRY" --disk "$NODE_DIR/registry"
 wait_for registry 20 curl -sf "http://$REGISTRY/v2/"
 start_bg faultproxy "$CACHE/faultproxy/$FAULTPROXY_VERSION/bin/faultproxy" -listen "$FAULT_REGISTRY" -upstream "http://$REGISTRY"
@@ -24,7 +25,7 @@ wait_for faultproxy 20 curl -sf "http://$FAULT_REGISTRY/v2/"
 start_bg relay "$(command -v socat)" "TCP-LISTEN:443,bind=$SERVICE_IP,reuseaddr,fork" "TCP:127.0.0.1:$PODTASK_APISERVER_PORT"
 "$(crane_bin)" digest --insecure "$REGISTRY/$BUSYBOX_REPO" >/dev/null 2>&1 || "$HACK/realnode/images.sh" "$REGISTRY"
 
-start_bg containerd "$CONTAINERD_BIN/containerd" --config "$NODE_DIR/containerd/config.toml"
+PATH=$CONTAINERD_BIN:$PATH start_bg containerd "$CONTAINERD_BIN/containerd" --config "$NODE_DIR/containerd/config.toml"
 wait_for containerd 30 ctr_ version
 start_bg kubelet "$KUBELET_BIN" --config="$NODE_DIR/kubelet/config.yaml" --kubeconfig="$NODE_DIR/kubelet/kubeconfig" \
 	--root-dir="$NODE_DIR/kubelet/root" --cert-dir="$NODE_DIR/kubelet/pki" \
