@@ -52,7 +52,11 @@ drop_chain() {
 
 restore() {
 	local d t c m
-	for d in $(cgroup_dirs); do rm_cgroup "$d" || say "WARNING: could not remove cgroup $d (processes left?)"; done
+	# every hierarchy, the unified one included (runc creates the pods' cgroups there too)
+	for d in /sys/fs/cgroup/*/"${CGROUP_ROOT#/}"; do
+		[[ -d $d ]] || continue
+		rm_cgroup "$d" || say "WARNING: could not remove cgroup $d (processes left?)"
+	done
 	# mounts the node made (container rootfs, shm, netns, secrets volumes), deepest first
 	for m in $(findmnt -rn -o TARGET | grep -E "^($NODE_DIR|/run/containerd|/var/lib/kubelet)/" | sort -r); do
 		umount -l "$m" || say "WARNING: umount $m failed"
