@@ -9,6 +9,11 @@ FAULTPROXY_VERSION=$(cat "$REALNODE_HACK/../faultproxy/"*.go "$REALNODE_HACK/../
 
 say() { printf '[realnode %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
+# quiet CMD...: run CMD, show its output only when it fails
+quiet() {
+	local out
+	out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }
+}
 
 PAUSE_REPO=podtask-test/pause:1
 BUSYBOX_REPO=podtask-test/busybox:1
@@ -22,8 +27,8 @@ push_dir() {
 	local tar
 	tar=$(mktemp --suffix=.tar)
 	tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$dir" -cf "$tar" .
-	"$(crane_bin)" append --insecure -f "$tar" -t "$ref" >/dev/null
-	"$(crane_bin)" mutate --insecure --set-platform linux/amd64 "$@" -t "$ref" "$ref" >/dev/null
+	quiet "$(crane_bin)" append --insecure -f "$tar" -t "$ref"
+	quiet "$(crane_bin)" mutate --insecure --set-platform linux/amd64 "$@" -t "$ref" "$ref"
 	rm -f "$tar"
 	say "pushed $ref"
 }

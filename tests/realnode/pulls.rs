@@ -92,7 +92,7 @@ async fn not_found_and_unauthorized_wait_until_the_startup_timeout() {
         created.push(env.create(&format!("pull-{mode}"), spec).await);
     }
     for (mode, created, words) in
-        [("404", created[0], ["not found", "manifest unknown"]), ("401", created[1], ["401", "unauthorized"])]
+        [("404", created[0], ["not found", "manifest unknown"]), ("401", created[1], ["authorization", "401"])]
     {
         let name = format!("pull-{mode}");
         let mut seen = vec![];
