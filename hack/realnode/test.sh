@@ -31,7 +31,11 @@ echo "realnode: helm install ready in $((SECONDS - t0))s"
 
 log=target/realnode.log
 rc=0
-# one run, one "test result:" line; the disruptive tests wait for the others themselves (Env::start_disruptive)
-cargo test --features realnode --test realnode -- --nocapture --test-threads=16 >"$log" 2>&1 || rc=$?
+# One run, one "test result:" line; the disruptive tests wait for the others themselves (Env::start_disruptive).
+# Tests marked #[ignore = "pending operator change: ..."] expect operator behaviour not implemented yet; run them
+# with PODTASK_REALNODE_INCLUDE_IGNORED=1.
+extra=()
+[[ ${PODTASK_REALNODE_INCLUDE_IGNORED:-0} != 1 ]] || extra=(--include-ignored)
+cargo test --features realnode --test realnode -- --nocapture --test-threads=16 ${extra[@]+"${extra[@]}"} >"$log" 2>&1 || rc=$?
 grep -E "^test |MEASURE|^realnode|test result|panicked|FAILED" "$log" || true
 exit "$rc"

@@ -57,19 +57,23 @@ fn processes_with(marker: &str) -> Vec<u32> {
 /// grace by what is left of the budget and starts termination early, so the container is dead by the deadline
 /// (within a 2 s margin). Measured on the host: the container's process is watched in /proc.
 #[tokio::test]
+#[ignore = "pending operator change: grace bounded by the remaining budget, termination started early; sub-second budgets"]
 async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
     let env = Env::start("sigterm_ignored").await;
     let marker = format!("podtask-marker-{}", unique());
     let script = format!("trap '' TERM; : {marker}; while :; do sleep 1; done");
     let mut tmpl = template(&image(), &script);
     tmpl["spec"]["terminationGracePeriodSeconds"] = json!(60);
-    env.create("stubborn", json!({"template": tmpl, "executionTimeout": "20s"})).await;
+    let created = env.create("stubborn", json!({"template": tmpl, "executionTimeout": "20s"})).await;
     let t = wait_for("the task Running", Duration::from_secs(60), async || {
         let t = env.task("stubborn").await?;
         (phase(&t) == "Running").then_some(t)
     })
     .await;
     let deadline = ts(&t["status"]["deadline"]).expect("status.deadline");
+    // the first launch is after `created`, so a budget kept to the sub-second puts the deadline at least 20 s later
+    let budget = secs_between(created, deadline);
+    println!("realnode: deadline - task creation: {budget:.3} s (budget 20 s)");
     let dead_at = tokio::task::spawn_blocking(move || {
         let mut seen = false;
         loop {
@@ -78,7 +82,10 @@ async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
             if seen && !alive {
                 return Timestamp::now();
             }
-            assert!(secs_between(deadline, Timestamp::now()) < 75.0, "the container was still running 75 s after its deadline");
+            assert!(
+                secs_between(deadline, Timestamp::now()) < 75.0,
+                "the container was still running 75 s after its deadline"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     })
@@ -89,4 +96,5 @@ async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
     let t = env.wait_finished("stubborn", Duration::from_secs(30), &mut vec![]).await;
     assert_eq!(reason(&t), "DeadlineExceeded", "{}", yaml(&t));
     assert!(late <= 2.0, "the container outlived its deadline by {late:.2} s (allowed: 2 s)");
+    assert!(budget >= 20.0, "the 20 s budget was cut to {budget:.3} s");
 }

@@ -37,9 +37,20 @@ pub fn image() -> String {
 }
 
 /// An image behind the fault proxy: `mode` for `window` ("30s" or "forever") from its first request.
-/// A fresh name per call, so every test has its own window.
+/// A fresh name per call, so every test has its own window, and fresh content (busybox with a label of its own):
+/// containerd skips the manifest GET when it already holds the manifest a HEAD names, so a fault on manifest GETs
+/// only bites on an image the node has never pulled.
 pub fn faulty_image(mode: &str, window: &str) -> String {
-    format!("{FAULT_REGISTRY}/f/{mode}-{window}-{}/{BUSYBOX}", unique())
+    let nonce = unique();
+    let repo = format!("podtask-test/u{nonce}:1");
+    let crane = std::env::var("CRANE").unwrap_or_else(|_| "crane".into());
+    let out = Command::new(&crane)
+        .args(["mutate", "--insecure", "--label", &format!("podtask.test/nonce={nonce}")])
+        .args([format!("{REGISTRY}/{BUSYBOX}"), "-t".into(), format!("{REGISTRY}/{repo}")])
+        .output()
+        .unwrap_or_else(|e| panic!("{crane} (set CRANE, see hack/realnode/test.sh): {e}"));
+    assert!(out.status.success(), "crane mutate: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{FAULT_REGISTRY}/f/{mode}-{window}-{nonce}/{repo}")
 }
 
 pub fn unique() -> String {
@@ -180,8 +191,7 @@ impl Env {
             .await
             .expect("create the test namespace");
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-        wait_for("serviceaccount default", Duration::from_secs(30), async || sas.get_opt("default").await.ok()?)
-            .await;
+        wait_for("serviceaccount default", Duration::from_secs(30), async || sas.get_opt("default").await.ok()?).await;
         let pods_seen = Arc::new(Mutex::new(BTreeMap::new()));
         let book = pods_seen.clone();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -228,7 +238,12 @@ impl Env {
     }
 
     /// Poll the task until it finishes; `seen` gets every (phase, reason, message) observed on the way.
-    pub async fn wait_finished(&self, name: &str, timeout: Duration, seen: &mut Vec<(String, String, String)>) -> Value {
+    pub async fn wait_finished(
+        &self,
+        name: &str,
+        timeout: Duration,
+        seen: &mut Vec<(String, String, String)>,
+    ) -> Value {
         wait_for(&format!("PodTask {name} to finish"), timeout, async || {
             let t = self.task(name).await?;
             let now = (phase(&t).to_owned(), reason(&t).to_owned(), message(&t).to_owned());
@@ -248,14 +263,23 @@ impl Env {
     /// Event reasons (and notes) of a task, events.k8s.io and core Events both.
     pub async fn events(&self, task: &str) -> Vec<(String, String)> {
         let (_, text) = kubectl(&[
-            "get", "events", "-n", &self.ns, "--field-selector", &format!("involvedObject.name={task}"), "-o", "json",
+            "get",
+            "events",
+            "-n",
+            &self.ns,
+            "--field-selector",
+            &format!("involvedObject.name={task}"),
+            "-o",
+            "json",
         ]);
         let v: Value = serde_json::from_str(&text).unwrap_or_default();
         v["items"]
             .as_array()
             .map(|a| {
                 a.iter()
-                    .map(|e| (e["reason"].as_str().unwrap_or("").to_owned(), e["message"].as_str().unwrap_or("").to_owned()))
+                    .map(|e| {
+                        (e["reason"].as_str().unwrap_or("").to_owned(), e["message"].as_str().unwrap_or("").to_owned())
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -279,7 +303,8 @@ impl Drop for Env {
                 let (_, text) = kubectl(&["get", what, "-n", &self.ns, "-o", "yaml"]);
                 eprintln!("---- {what} in {} ----\n{text}", self.ns);
             }
-            let (_, logs) = kubectl(&["logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=podtask", "--tail=60", "--prefix"]);
+            let (_, logs) =
+                kubectl(&["logs", "-n", OPERATOR_NS, "-l", "app.kubernetes.io/name=podtask", "--tail=60", "--prefix"]);
             eprintln!("---- operator logs ----\n{logs}");
         }
         if std::env::var_os("PODTASK_REALNODE_KEEP").is_none() {
