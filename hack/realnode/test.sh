@@ -17,7 +17,9 @@ eval "$(hack/realnode/up.sh)"
 export CRANE
 CRANE=$(crane_bin)
 ref=$REGISTRY/podtask:dev
-size=$(deploy/image/build.sh "$ref" | tee /dev/stderr | sed -n 's/^size //p')
+built=$(deploy/image/build.sh "$ref")
+echo "$built" | grep -v '^size '
+size=$(echo "$built" | sed -n 's/^size //p')
 echo "MEASURE realnode: operator image size: $size bytes ($((size / 1024 / 1024)) MiB compressed)"
 digest=$("$CRANE" digest --insecure "$ref")
 export PODTASK_REALNODE_IMAGE=$REGISTRY/podtask@$digest
