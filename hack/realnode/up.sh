@@ -9,6 +9,7 @@ HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$HACK/realnode/lib.sh"
 t0=$SECONDS
 
+"$HACK/realnode/deps.sh"
 "$HACK/cluster.sh" build >&2
 "$HACK/realnode/build.sh"
 "$HACK/cluster.sh" up >/dev/null
