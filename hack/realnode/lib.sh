@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the settings are used by the scripts that source this file
 # Shared settings of the real-node scripts (sourced).
 K8S_VERSION=${PODTASK_K8S_VERSION:-v1.36.4}
 CONTAINERD_VERSION=${PODTASK_CONTAINERD_VERSION:-v2.4.2}
