@@ -504,6 +504,7 @@ start_kwok() {
 
 create_nodes() {
 	local i name manifest=""
+	((KWOK_NODES > 0)) || return 0 # PODTASK_KWOK_NODES=0: a cluster for real nodes only
 	for ((i = 0; i < KWOK_NODES; i++)); do
 		name=kwok-node-$i
 		manifest+="---

@@ -5,6 +5,8 @@
 #   3. chart and GitOps checks: helm lint/template, RBAC/security assertions, the Argo CD Lua health check
 #   4. end to end: a real local control plane (built from the Go module proxy on first use and cached under
 #      ~/.cache/podtask), the real podtask binary, every behaviour of the contract
+#   5. real node (hack/realnode/test.sh): its own control plane plus a real kubelet and containerd, the operator
+#      image built here and installed by Helm; skipped when not root (PODTASK_SKIP_REALNODE=1 skips it too)
 # The cluster is stopped afterwards unless PODTASK_KEEP_CLUSTER=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +17,7 @@ started=$SECONDS
 if [[ ${PODTASK_SKIP_LINT:-0} != 1 ]]; then
 	step "lint"
 	cargo fmt --check
-	cargo clippy --all-targets --features e2e -- -D warnings
+	cargo clippy --all-targets --features e2e,realnode -- -D warnings
 fi
 
 step "unit tests"
@@ -37,5 +39,8 @@ PODTASK_BIN=target/debug/podtask deploy/test/operator-rbac-e2e.sh
 step "end-to-end suite"
 cargo test --features e2e --test e2e -- --nocapture 2>&1 | tee target/e2e.log | grep -E "^test |MEASURE|test result|panicked|FAILED" || true
 grep -q "^test result: ok" target/e2e.log
+
+step "real-node tier: kubelet + containerd + registry faults, operator installed by Helm"
+if [[ ${PODTASK_SKIP_REALNODE:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_REALNODE=1)"; else hack/realnode/test.sh; fi
 
 step "done in $((SECONDS - started))s"

@@ -1,0 +1,3 @@
+module podtask.local/faultproxy
+
+go 1.26.0

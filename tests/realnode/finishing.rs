@@ -1,0 +1,100 @@
+//! How real containers end: exit codes and termination messages, a missing Secret, and a container that ignores
+//! SIGTERM when the deadline comes.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use serde_json::json;
+
+use crate::harness::*;
+
+/// A container that exits 3 after writing a termination message: PodFailed, with both in status.
+#[tokio::test]
+async fn exit_code_and_termination_message_reach_status() {
+    let env = Env::start("exit_code").await;
+    let script = "printf 'boom: out of cheese' > /dev/termination-log; exit 3";
+    env.create("fail", json!({"template": template(&image(), script)})).await;
+    let t = env.wait_finished("fail", Duration::from_secs(60), &mut vec![]).await;
+    assert_eq!(phase(&t), "Failed", "{}", yaml(&t));
+    assert_eq!(reason(&t), "PodFailed", "{}", yaml(&t));
+    assert_eq!(t["status"]["exitCode"], 3, "{}", yaml(&t));
+    assert_eq!(s(&t, "/status/terminationMessage"), "boom: out of cheese", "{}", yaml(&t));
+}
+
+/// A Secret that doesn't exist: the kubelet reports CreateContainerConfigError; after the operator's grace (5 s in
+/// this tier's Helm values) the task fails with the kubelet's message.
+#[tokio::test]
+async fn missing_secret_fails_after_the_grace_with_the_kubelets_message() {
+    let env = Env::start("missing_secret").await;
+    let mut tmpl = template(&image(), "true");
+    tmpl["spec"]["containers"][0]["env"] =
+        json!([{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "token"}}}]);
+    let created = env.create("secret", json!({"template": tmpl})).await;
+    let mut seen = vec![];
+    let t = env.wait_finished("secret", Duration::from_secs(60), &mut seen).await;
+    assert_eq!(phase(&t), "Failed", "{}", yaml(&t));
+    assert_eq!(reason(&t), "CreateContainerConfigError", "{}", yaml(&t));
+    assert!(message(&t).contains(r#"secret "missing" not found"#), "{}", yaml(&t));
+    let done = ts(&t["status"]["completionTime"]).expect("completionTime");
+    assert!(secs_between(created, done) >= 4.0, "failed only after the grace: {} s", secs_between(created, done));
+}
+
+/// Processes on this host whose command line contains `marker` (the test runs on the node itself).
+fn processes_with(marker: &str) -> Vec<u32> {
+    let mut found = vec![];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(marker)
+        {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A container that ignores SIGTERM, with terminationGracePeriodSeconds 60 and a 20 s budget: podtask bounds the
+/// grace by what is left of the budget and starts termination early, so the container is dead by the deadline
+/// (within a 2 s margin). Measured on the host: the container's process is watched in /proc.
+#[tokio::test]
+#[ignore = "pending operator change: grace bounded by the remaining budget, termination started early; sub-second budgets"]
+async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
+    let env = Env::start("sigterm_ignored").await;
+    let marker = format!("podtask-marker-{}", unique());
+    let script = format!("trap '' TERM; : {marker}; while :; do sleep 1; done");
+    let mut tmpl = template(&image(), &script);
+    tmpl["spec"]["terminationGracePeriodSeconds"] = json!(60);
+    let created = env.create("stubborn", json!({"template": tmpl, "executionTimeout": "20s"})).await;
+    let t = wait_for("the task Running", Duration::from_secs(60), async || {
+        let t = env.task("stubborn").await?;
+        (phase(&t) == "Running").then_some(t)
+    })
+    .await;
+    let deadline = ts(&t["status"]["deadline"]).expect("status.deadline");
+    // the first launch is after `created`, so a budget kept to the sub-second puts the deadline at least 20 s later
+    let budget = secs_between(created, deadline);
+    println!("realnode: deadline - task creation: {budget:.3} s (budget 20 s)");
+    let dead_at = tokio::task::spawn_blocking(move || {
+        let mut seen = false;
+        loop {
+            let alive = !processes_with(&marker).is_empty();
+            seen |= alive;
+            if seen && !alive {
+                return Timestamp::now();
+            }
+            assert!(
+                secs_between(deadline, Timestamp::now()) < 75.0,
+                "the container was still running 75 s after its deadline"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .expect("the /proc watcher");
+    let late = secs_between(deadline, dead_at);
+    println!("MEASURE realnode: deadline -> container dead (SIGTERM ignored, grace 60 s, budget 20 s): {late:+.2} s");
+    let t = env.wait_finished("stubborn", Duration::from_secs(30), &mut vec![]).await;
+    assert_eq!(reason(&t), "DeadlineExceeded", "{}", yaml(&t));
+    assert!(late <= 2.0, "the container outlived its deadline by {late:.2} s (allowed: 2 s)");
+    assert!(budget >= 20.0, "the 20 s budget was cut to {budget:.3} s");
+}
