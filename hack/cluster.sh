@@ -8,6 +8,7 @@
 #   hack/cluster.sh down         stop everything started by `up`, wipe etcd data (idempotent)
 #   hack/cluster.sh restart      down + up
 #   hack/cluster.sh restart-kwok restart only kwok (reload hack/kwok/*.yaml stages)
+#   hack/cluster.sh kill NAME    SIGKILL one component (fault tests); `up` starts it again
 #   hack/cluster.sh status       show component/pid/health state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #   hack/cluster.sh env          print `export ...` lines (KUBECONFIG, PATH)
@@ -695,7 +696,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 # lock: serialize up/down/restart between concurrent callers (several test runs may share a cluster)
@@ -713,7 +714,7 @@ lock_state() {
 main() {
 	local cmd=${1:-}
 	case $cmd in
-	up | down | restart | restart-kwok) lock_state ;;
+	up | down | restart | restart-kwok | kill) lock_state ;;
 	esac
 	case $cmd in
 	build) cmd_build ;;
@@ -727,6 +728,14 @@ main() {
 		# reload hack/kwok/*.yaml without touching the rest of the cluster
 		stop_component kwok
 		cmd_up
+		;;
+	kill)
+		# pid_of checks /proc/<pid>/exe, so only the component this script started is signalled
+		local pid
+		pid=$(pid_of "${2:?usage: hack/cluster.sh kill COMPONENT}") || die "${2} is not running"
+		kill -KILL "$pid"
+		rm -f "$PIDS/$2.pid"
+		log "$2: killed (pid $pid)"
 		;;
 	status) cmd_status ;;
 	kubeconfig) echo "$KUBECONFIG_PATH" ;;

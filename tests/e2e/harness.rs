@@ -63,7 +63,7 @@ pub async fn client() -> Client {
 
 /// Install (server-side apply) the CRD that this build of podtask prints, once per test binary, and wait until it
 /// is Established.
-fn ensure_crd() {
+pub fn ensure_crd() {
     static CRD: OnceLock<()> = OnceLock::new();
     CRD.get_or_init(|| {
         let crd = Command::new(env!("CARGO_BIN_EXE_podtask")).arg("crd").output().expect("run podtask crd");
@@ -106,7 +106,7 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-fn unique_suffix() -> String {
+pub fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("{:x}", (nanos as u64 ^ (u64::from(std::process::id()) << 40)) & 0xff_ffff)
 }

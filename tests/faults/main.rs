@@ -1,0 +1,505 @@
+//! The fault suite: a mixed load of PodTasks on a local control plane while the operator is SIGKILLed at random
+//! moments, kube-apiserver and etcd are killed and restarted, watches expire (etcd compaction, 410 Gone), the API
+//! throttles the operator (429) and the leader of two replicas fails over. An invariant checker (checker.rs) watches
+//! every pod and task for the whole run; the test fails on any violation. Timings are reported, never asserted.
+//!
+//! Run: `hack/faults.sh` (short, as in CI) or `hack/faults.sh --long` (by hand). It starts its own cluster (the
+//! suite kills components; its API server writes an audit log of pod creates). Figures: the MEASURE lines.
+//! Replay a run's fault order: PODTASK_FAULTS_SEED=<seed printed by the run>.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../e2e/harness.rs"]
+mod harness;
+
+mod checker;
+mod inject;
+mod load;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::api::{
+    coordination::v1::Lease,
+    core::v1::{Namespace, ServiceAccount},
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
+use podtask::{
+    crd::{Phase, PodTask},
+    jiff::Timestamp,
+};
+use serde_json::json;
+
+use checker::{Checker, Window};
+use harness::{client, ensure_crd, log_dir, unique_suffix, wait_for};
+use inject::{Replica, SECOND};
+use load::Scenario;
+
+// ---- the run's shape ----
+
+struct Shape {
+    tasks: usize,
+    waves: usize,
+    wave_gap: Duration,
+    operator_kills: usize,
+    /// How many times each of the other faults is injected.
+    each_fault: usize,
+}
+
+fn shape() -> Shape {
+    if std::env::var("PODTASK_FAULTS_LONG").is_ok_and(|v| v == "1") {
+        Shape { tasks: 600, waves: 15, wave_gap: Duration::from_secs(20), operator_kills: 60, each_fault: 3 }
+    } else {
+        Shape { tasks: 200, waves: 5, wave_gap: Duration::from_secs(12), operator_kills: 8, each_fault: 1 }
+    }
+}
+
+/// A small deterministic generator (xorshift), so a run's fault order can be replayed from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("PODTASK_FAULTS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64
+        }) | 1;
+        println!("faults: seed {seed} (replay with PODTASK_FAULTS_SEED={seed})");
+        Self(seed)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    /// A duration in [lo, hi) milliseconds.
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi - lo))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    KillOperator,
+    LeaderFailover,
+    ApiServerRestart,
+    EtcdRestart,
+    WatchExpiry,
+    Throttle,
+}
+
+// ---- setup ----
+
+fn audit_log() -> PathBuf {
+    let path = std::env::var_os("PODTASK_FAULTS_AUDIT_LOG").unwrap_or_else(|| {
+        panic!(
+            "PODTASK_FAULTS_AUDIT_LOG is not set: run the fault suite through hack/faults.sh (it starts the fault \
+             cluster with an audit log, and restarts of the API server must keep those flags)"
+        )
+    });
+    PathBuf::from(path)
+}
+
+async fn namespace(client: &Client, prefix: &str) -> String {
+    ensure_crd();
+    let ns = format!("{prefix}-{}", unique_suffix());
+    let api: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).expect("namespace");
+    api.create(&PostParams::default(), &obj).await.expect("create the namespace");
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    wait_for("serviceaccount/default", Duration::from_secs(60), async || {
+        accounts.get_opt("default").await.ok().flatten()
+    })
+    .await;
+    ns
+}
+
+/// Create a task, retrying through outages and throttling (AlreadyExists means an earlier try got through).
+async fn create_task(api: &Api<PodTask>, name: &str, spec: serde_json::Value) {
+    let task: PodTask = serde_json::from_value(json!({
+        "apiVersion": "podtask.dev/v1alpha1", "kind": "PodTask", "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("task");
+    loop {
+        match api.create(&PostParams::default(), &task).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => return,
+            Err(kube::Error::Api(s)) if s.code == 422 => panic!("task {name} refused: {}", s.message),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases.get_opt("podtask").await.ok().flatten()?.spec?.holder_identity
+}
+
+/// Sleep, restarting any replica that exited by itself (as a Deployment would).
+async fn supervise(replicas: &mut [Replica], d: Duration, self_exits: &mut u32) {
+    let end = Instant::now() + d;
+    loop {
+        for r in replicas.iter_mut() {
+            if r.exited() {
+                *self_exits += 1;
+                println!("faults: {} exited by itself; restarting it\n{}", r.identity, r.tail(2));
+                r.start();
+            }
+        }
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        tokio::time::sleep((end - now).min(Duration::from_millis(250))).await;
+    }
+}
+
+/// Milliseconds from `since` until the checker saw a task's status change after it (None: none within 60 s).
+async fn progress_after(book: &checker::SharedBook, since: Timestamp) -> Option<i64> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        if let Some(p) = book.lock().expect("book").last_progress
+            && p > since
+        {
+            return Some(p.duration_since(since).as_millis() as i64);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+fn count_lines(path: &std::path::Path, pred: impl Fn(&str) -> bool) -> usize {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter(|l| pred(l)).count()
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return -1;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+// ---- the suite ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_under_faults() {
+    let audit = audit_log();
+    let shape = shape();
+    let mut rng = Rng::new();
+    let client = client().await;
+    let ns = namespace(&client, "faults").await;
+    let dir = log_dir().join(&ns);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let kubeconfig = inject::operator_kubeconfig(&dir);
+    println!("faults: namespace {ns}, logs in {}", dir.display());
+
+    let checker = Checker::start(&client, &ns);
+    let mut replicas: Vec<Replica> = (1..=2)
+        .map(|n| {
+            Replica::spawn(
+                &ns,
+                &format!("faults-operator-{n}"),
+                &kubeconfig,
+                true,
+                dir.join(format!("operator-{n}.log")),
+            )
+        })
+        .collect();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    wait_for("a leader", Duration::from_secs(60), async || holder(&leases).await).await;
+
+    // The load: waves of tasks, scenarios in turn, created whatever the API is going through.
+    let scenarios: Arc<Mutex<BTreeMap<String, Scenario>>> = Arc::default();
+    let tasks: Api<PodTask> = Api::namespaced(client.clone(), &ns);
+    let load = {
+        let (scenarios, tasks) = (scenarios.clone(), tasks.clone());
+        let per_wave = shape.tasks.div_ceil(shape.waves);
+        let (total, gap) = (shape.tasks, shape.wave_gap);
+        tokio::spawn(async move {
+            for wave in 0..shape.waves {
+                let started = Instant::now();
+                for i in wave * per_wave..((wave + 1) * per_wave).min(total) {
+                    let scenario = Scenario::ALL[i % Scenario::ALL.len()];
+                    let name = format!("{}-{i:04}", scenario.prefix());
+                    create_task(&tasks, &name, scenario.spec(i)).await;
+                    scenarios.lock().expect("scenarios").insert(name, scenario);
+                }
+                tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
+            }
+        })
+    };
+
+    // The faults, in random order at random moments.
+    let mut plan: Vec<Fault> = vec![Fault::KillOperator; shape.operator_kills];
+    for _ in 0..shape.each_fault {
+        plan.extend([
+            Fault::LeaderFailover,
+            Fault::ApiServerRestart,
+            Fault::EtcdRestart,
+            Fault::WatchExpiry,
+            Fault::Throttle,
+        ]);
+    }
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let mut windows: Vec<Window> = Vec::new();
+    let mut self_exits = 0u32;
+    let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
+    let (mut failovers_ms, mut recoveries_ms, mut rejected) = (Vec::new(), Vec::new(), 0u64);
+    let gone_before = checker.book.lock().expect("book").watch_gone;
+    let run_started = Instant::now();
+
+    for fault in plan {
+        supervise(&mut replicas, rng.millis(1500, 6000), &mut self_exits).await;
+        let t0 = Timestamp::now();
+        match fault {
+            Fault::KillOperator | Fault::LeaderFailover => {
+                let leader = holder(&leases).await;
+                let victim = match (fault, &leader) {
+                    (Fault::LeaderFailover, Some(h)) => replicas.iter().position(|r| &r.identity == h).unwrap_or(0),
+                    _ => rng.below(replicas.len() as u64) as usize,
+                };
+                let was_leader = leader.as_deref() == Some(replicas[victim].identity.as_str());
+                replicas[victim].kill();
+                *counts.entry("operator_kills").or_default() += 1;
+                if was_leader {
+                    let victim_id = replicas[victim].identity.clone();
+                    // the other replica takes over (the victim stays down until then)
+                    let took = Instant::now();
+                    let mut other = None;
+                    while took.elapsed() < Duration::from_secs(40) {
+                        if let Some(h) = holder(&leases).await.filter(|h| *h != victim_id) {
+                            other = Some(h);
+                            break;
+                        }
+                        supervise(&mut replicas, Duration::from_millis(100), &mut self_exits).await;
+                    }
+                    if other.is_some() {
+                        failovers_ms.push(took.elapsed().as_millis() as i64);
+                        *counts.entry("leader_failovers").or_default() += 1;
+                    }
+                } else {
+                    supervise(&mut replicas, rng.millis(0, 2000), &mut self_exits).await;
+                }
+                if replicas[victim].is_down() {
+                    replicas[victim].start();
+                }
+            }
+            Fault::ApiServerRestart | Fault::EtcdRestart | Fault::WatchExpiry => {
+                let component = if fault == Fault::EtcdRestart { "etcd" } else { "kube-apiserver" };
+                if fault == Fault::WatchExpiry {
+                    let rev = inject::compact_etcd().await;
+                    println!("faults: compacted etcd at revision {rev}");
+                }
+                inject::kill_component(component).await;
+                tokio::time::sleep(rng.millis(2000, 6000)).await;
+                inject::cluster_up().await;
+                let back = Timestamp::now();
+                windows.push(Window { what: format!("{fault:?}"), from: t0, to: back });
+                let name = match fault {
+                    Fault::EtcdRestart => "etcd_restarts",
+                    Fault::WatchExpiry => "watch_expiries",
+                    _ => "apiserver_restarts",
+                };
+                *counts.entry(name).or_default() += 1;
+                match progress_after(&checker.book, back).await {
+                    Some(ms) => {
+                        println!(
+                            "faults: {fault:?}: outage {} ms, first task progress {ms} ms after the API was back",
+                            back.duration_since(t0).as_millis()
+                        );
+                        recoveries_ms.push(ms);
+                    }
+                    None => println!("faults: {fault:?}: no task progress within 60 s of the API's return"),
+                }
+            }
+            Fault::Throttle => {
+                inject::throttle_on().await;
+                supervise(&mut replicas, Duration::from_secs(15), &mut self_exits).await;
+                rejected += inject::rejected_429().await;
+                inject::throttle_off().await;
+                windows.push(Window { what: "Throttle".into(), from: t0, to: Timestamp::now() });
+                *counts.entry("throttle_windows").or_default() += 1;
+            }
+        }
+        println!("faults: {fault:?} at {:.0}s", run_started.elapsed().as_secs_f64());
+    }
+    let faults_done = run_started.elapsed();
+    load.await.expect("the load task");
+
+    // Every task finishes; then the pods of finished tasks have a few seconds to go.
+    let names: Vec<String> = scenarios.lock().expect("scenarios").keys().cloned().collect();
+    let finish = Instant::now();
+    while finish.elapsed() < Duration::from_secs(360) {
+        let done = {
+            let book = checker.book.lock().expect("book");
+            names.iter().all(|n| book.tasks.get(n).and_then(|t| t.terminal_seen).is_some())
+        };
+        if done {
+            break;
+        }
+        supervise(&mut replicas, SECOND, &mut self_exits).await;
+    }
+    supervise(&mut replicas, Duration::from_secs(15), &mut self_exits).await;
+    let total = run_started.elapsed();
+    checker.stop();
+    let gone = checker.book.lock().expect("book").watch_gone - gone_before;
+    let op_gone: usize = replicas
+        .iter()
+        .map(|r| count_lines(&r.log, |l| l.contains("410") || l.contains("Expired") || l.contains("too old")))
+        .sum();
+    for r in &mut replicas {
+        r.kill();
+    }
+
+    let audit_creates = checker::audited_creates(&audit, &ns);
+    let scenarios = scenarios.lock().expect("scenarios").clone();
+    let book = checker.book.lock().expect("book");
+    let violations = checker::violations(&book, &scenarios, Some(&audit_creates), &windows);
+
+    let mut outcomes: BTreeMap<String, u32> = BTreeMap::new();
+    for rec in book.tasks.values() {
+        if let Some(t) = &rec.last {
+            let (p, r) = checker::outcome(t);
+            *outcomes.entry(format!("{p:?}/{r}")).or_default() += 1;
+        }
+    }
+    failovers_ms.sort();
+    recoveries_ms.sort();
+    println!("faults: outcomes {outcomes:?}");
+    let spans: Vec<String> =
+        windows.iter().map(|w| format!("{} {:.1}s", w.what, w.to.duration_since(w.from).as_secs_f64())).collect();
+    println!("faults: fault windows {spans:?}");
+    println!(
+        "MEASURE faults_tasks={} faults_pods={} faults_pod_creates_audited={}",
+        scenarios.len(),
+        book.pods.len(),
+        audit_creates.len()
+    );
+    println!(
+        "MEASURE faults_operator_kills={} faults_leader_failovers={} faults_operator_self_exits={self_exits} \
+         faults_apiserver_restarts={} faults_etcd_restarts={} faults_watch_expiries={} faults_throttle_windows={}",
+        counts.get("operator_kills").unwrap_or(&0),
+        counts.get("leader_failovers").unwrap_or(&0),
+        counts.get("apiserver_restarts").unwrap_or(&0),
+        counts.get("etcd_restarts").unwrap_or(&0),
+        counts.get("watch_expiries").unwrap_or(&0),
+        counts.get("throttle_windows").unwrap_or(&0),
+    );
+    println!(
+        "MEASURE faults_429_to_operator={rejected} faults_410_seen_by_checker={gone} faults_410_lines_in_operator_logs={op_gone} \
+         faults_checker_watch_errors={}",
+        book.watch_errors
+    );
+    println!(
+        "MEASURE faults_leader_failover_ms_p50={} faults_leader_failover_ms_max={} (lease 5s) \
+         faults_progress_after_api_return_ms_p50={} faults_progress_after_api_return_ms_max={}",
+        percentile(&failovers_ms, 0.5),
+        percentile(&failovers_ms, 1.0),
+        percentile(&recoveries_ms, 0.5),
+        percentile(&recoveries_ms, 1.0),
+    );
+    println!(
+        "MEASURE faults_run_s={:.0} faults_injection_s={:.0} faults_invariant_violations={}",
+        total.as_secs_f64(),
+        faults_done.as_secs_f64(),
+        violations.len()
+    );
+    for v in &violations {
+        println!("VIOLATION {v}");
+    }
+    assert!(violations.is_empty(), "{} invariant violation(s); operator logs in {}", violations.len(), dir.display());
+    drop(book);
+    let _ = harness::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Ten running tasks whose deadlines pass during a 40 s kube-apiserver outage: how many log lines the operator
+/// writes meanwhile, how much CPU it uses, and how long after the API's return every deadline is marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_passing_during_an_api_outage() {
+    let audit = audit_log();
+    let client = client().await;
+    let ns = namespace(&client, "outage").await;
+    let dir = log_dir().join(&ns);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let kubeconfig = inject::operator_kubeconfig(&dir);
+    let checker = Checker::start(&client, &ns);
+    let mut op = Replica::spawn(&ns, "outage-operator", &kubeconfig, false, dir.join("operator.log"));
+    wait_for("the operator ready", Duration::from_secs(60), async || op.ready().await.then_some(())).await;
+
+    const TASKS: usize = 10;
+    let tasks: Api<PodTask> = Api::namespaced(client.clone(), &ns);
+    let mut scenarios = BTreeMap::new();
+    for i in 0..TASKS {
+        let name = format!("outage-{i:02}");
+        create_task(
+            &tasks,
+            &name,
+            json!({"template": harness::template("run-forever", &[]), "executionTimeout": "20s"}),
+        )
+        .await;
+        scenarios.insert(name, Scenario::Deadline);
+    }
+    wait_for("every task Running", Duration::from_secs(60), async || {
+        let list = tasks.list(&ListParams::default()).await.ok()?;
+        list.items.iter().all(|t| t.status.as_ref().is_some_and(|s| s.phase == Phase::Running)).then_some(())
+    })
+    .await;
+
+    let lines_before = count_lines(&op.log, |_| true);
+    let cpu_before = op_cpu_ticks(&op);
+    let down = Timestamp::now();
+    inject::kill_component("kube-apiserver").await;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    let lines_during = count_lines(&op.log, |_| true) - lines_before;
+    let warns_during = {
+        let text = std::fs::read_to_string(&op.log).unwrap_or_default();
+        text.lines().skip(lines_before).filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).count()
+    };
+    let cpu_ticks = op_cpu_ticks(&op).zip(cpu_before).map(|(a, b)| a - b);
+    inject::cluster_up().await;
+    let back = Timestamp::now();
+
+    let marked = wait_for("every deadline marked", Duration::from_secs(120), async || {
+        let book = checker.book.lock().expect("book");
+        let seen: Vec<Timestamp> = scenarios.keys().filter_map(|n| book.tasks.get(n)?.terminal_seen).collect();
+        (seen.len() == TASKS).then(|| seen.into_iter().max().expect("ten"))
+    })
+    .await;
+    let marked_ms = marked.duration_since(back).as_millis();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    checker.stop();
+    let book = checker.book.lock().expect("book");
+    let windows = [Window { what: "outage".into(), from: down, to: back }];
+    let violations = checker::violations(&book, &scenarios, Some(&checker::audited_creates(&audit, &ns)), &windows);
+    println!(
+        "MEASURE outage_s=40 outage_tasks={TASKS} outage_log_lines={lines_during} outage_log_lines_per_task={:.1} \
+         outage_warn_lines={warns_during} outage_cpu_ms={}",
+        lines_during as f64 / TASKS as f64,
+        cpu_ticks.map(|t| (t * 10).to_string()).unwrap_or_else(|| "?".into()),
+    );
+    println!("MEASURE outage_all_deadlines_marked_after_api_return_ms={marked_ms} (goal: within 2000)");
+    println!("MEASURE outage_invariant_violations={}", violations.len());
+    for v in &violations {
+        println!("VIOLATION {v}");
+    }
+    assert!(violations.is_empty(), "{} invariant violation(s); operator log {}", violations.len(), op.log.display());
+    drop(book);
+    op.kill();
+    let _ = harness::kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// utime + stime of the operator process, in clock ticks (10 ms on Linux).
+fn op_cpu_ticks(op: &Replica) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", op.pid()?)).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
