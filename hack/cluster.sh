@@ -8,6 +8,7 @@
 #   hack/cluster.sh down         stop everything started by `up`, wipe etcd data (idempotent)
 #   hack/cluster.sh restart      down + up
 #   hack/cluster.sh restart-kwok restart only kwok (reload hack/kwok/*.yaml stages)
+#   hack/cluster.sh restart-kcm  restart only kube-controller-manager (new PODTASK_KCM_EXTRA_ARGS)
 #   hack/cluster.sh status       show component/pid/health state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #   hack/cluster.sh env          print `export ...` lines (KUBECONFIG, PATH)
@@ -712,7 +713,7 @@ lock_state() {
 main() {
 	local cmd=${1:-}
 	case $cmd in
-	up | down | restart | restart-kwok) lock_state ;;
+	up | down | restart | restart-kwok | restart-kcm) lock_state ;;
 	esac
 	case $cmd in
 	build) cmd_build ;;
@@ -725,6 +726,11 @@ main() {
 	restart-kwok)
 		# reload hack/kwok/*.yaml without touching the rest of the cluster
 		stop_component kwok
+		cmd_up
+		;;
+	restart-kcm)
+		# new PODTASK_KCM_EXTRA_ARGS (e.g. --kube-api-qps) without touching the rest of the cluster
+		stop_component kube-controller-manager
 		cmd_up
 		;;
 	status) cmd_status ;;
