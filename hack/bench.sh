@@ -9,10 +9,7 @@ cargo build --quiet --release --bin podtask
 # shellcheck source=/dev/null
 source hack/test-env.sh
 target/release/podtask crd | kubectl apply --server-side --force-conflicts -f - >/dev/null
-for _ in $(seq 50); do
-	[[ $(kubectl get crd podtasks.podtask.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}') == True ]] && break
-	sleep 0.2
-done
+target/release/podtask crd wait
 ns=podtask-bench-$$
 kubectl create namespace "$ns" >/dev/null
 for _ in $(seq 50); do kubectl -n "$ns" get serviceaccount default >/dev/null 2>&1 && break; sleep 0.2; done

@@ -33,10 +33,7 @@ source hack/test-env.sh
 
 echo "--- installing the CRD"
 target/debug/podtask crd | kubectl apply --server-side -f - >/dev/null
-for _ in $(seq 50); do
-	[[ $(kubectl get crd podtasks.podtask.dev -o jsonpath='{.status.conditions[?(@.type=="Established")].status}') == True ]] && break
-	sleep 0.2
-done
+target/debug/podtask crd wait
 
 echo "--- starting the operator"
 stop_operator

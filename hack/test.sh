@@ -31,7 +31,6 @@ trap '[[ ${PODTASK_KEEP_CLUSTER:-0} == 1 ]] || hack/cluster.sh down >/dev/null 2
 step "chart and GitOps checks"
 HELM=$(command -v helm) deploy/test/chart-test.sh
 deploy/test/argocd-health-test.sh
-deploy/test/check-crd-sync.sh
 # the real binary with the chart's arguments, as the chart's ServiceAccount (RBAC is sufficient, no Secrets)
 PODTASK_BIN=target/debug/podtask deploy/test/operator-rbac-e2e.sh
 

@@ -72,6 +72,96 @@ pub struct PodTaskSpec {
     /// Delete the PodTask itself this long after it finished (e.g. 1h). Unset: keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_after_finished: Option<Duration>,
+
+    /// Rules, by exit code or pod condition, for what a failed attempt means: fail the task now, retry it,
+    /// retry it without counting against retry.limit, or count it as success. The first matching rule wins;
+    /// with no match, spec.retry decides. As a Job's podFailurePolicy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_failure_policy: Option<PodFailurePolicy>,
+}
+
+/// Rules for failed attempts, evaluated in order against each attempt whose pod failed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFailurePolicy {
+    /// The rules, first match wins (at most 20).
+    #[schemars(length(max = 20))]
+    pub rules: Vec<PodFailurePolicyRule>,
+}
+
+/// One rule: a requirement on the failed pod (its exit codes, or its conditions) and what to do when it holds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.onExitCodes) != has(self.onPodConditions)",
+    "message": "set exactly one of onExitCodes or onPodConditions in each rule"
+}]))]
+pub struct PodFailurePolicyRule {
+    /// Fail (the task fails now, no retry), Retry (counts against retry.limit, whatever retry.reasons says),
+    /// RetryWithoutCounting (does not count against retry.limit; still bounded by the deadline and at most 100
+    /// such retries), or Succeed (the task succeeds, as if the pod had exited 0).
+    pub action: PodFailurePolicyAction,
+    /// Match on the exit codes of the pod's containers (those that exited non-zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_exit_codes: Option<OnExitCodes>,
+    /// Match when the pod has any of these conditions (e.g. DisruptionTarget: preempted, evicted or drained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    pub on_pod_conditions: Option<Vec<OnPodCondition>>,
+}
+
+/// What a matching rule does with the failed attempt.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, strum::Display)]
+pub enum PodFailurePolicyAction {
+    Fail,
+    Retry,
+    RetryWithoutCounting,
+    Succeed,
+}
+
+/// A requirement on the exit codes of the pod's containers that exited non-zero.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.operator != 'In' || !self.values.exists(v, v == 0)",
+    "message": "exit code 0 means the pod succeeded: remove 0 from values when the operator is In"
+}]))]
+pub struct OnExitCodes {
+    /// Only this container's exit code (init containers included). Unset: any container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// In: a container's exit code is one of values. NotIn: a container's non-zero exit code is not one of them.
+    pub operator: ExitCodeOperator,
+    /// The exit codes (1 to 255 distinct values).
+    #[schemars(length(min = 1, max = 255), extend("x-kubernetes-list-type" = "set"))]
+    pub values: Vec<i32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ExitCodeOperator {
+    In,
+    NotIn,
+}
+
+/// A pod condition, e.g. `{type: DisruptionTarget}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnPodCondition {
+    /// The condition type, e.g. DisruptionTarget.
+    #[serde(rename = "type")]
+    #[schemars(length(min = 1, max = 316))]
+    pub type_: String,
+    /// True (default), False or Unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ConditionStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema, strum::Display)]
+pub enum ConditionStatus {
+    #[default]
+    True,
+    False,
+    Unknown,
 }
 
 /// How failed attempts are retried.
@@ -134,7 +224,22 @@ pub enum CleanupPolicy {
 }
 
 /// Where a task is in its life.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[derive(
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    JsonSchema,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 pub enum Phase {
     /// No pod yet, or waiting to start the next attempt.
     #[default]
@@ -153,7 +258,9 @@ impl Phase {
 }
 
 /// Machine-readable reason for the current status or for how an attempt ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display, strum::IntoStaticStr,
+)]
 pub enum Reason {
     // In progress.
     /// The pod was created and has not reported anything yet.
@@ -244,6 +351,10 @@ pub struct PodTaskStatus {
     /// The last attempt's termination message (first 1024 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub termination_message: Option<String>,
+    /// Attempts retried by a RetryWithoutCounting rule of podFailurePolicy (they do not count against
+    /// retry.limit).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uncounted_attempts: u32,
     /// The most recent attempts (at most 20), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptRecord>,
@@ -272,6 +383,14 @@ pub struct AttemptRecord {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// The podFailurePolicy rule that decided this attempt's fate, e.g. `rules[1]: exit code 75 In [75] ->
+    /// RetryWithoutCounting`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_rule: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -355,7 +474,7 @@ fn for_each_object(v: &mut serde_json::Value, f: &mut impl FnMut(&mut serde_json
 
 /// The CRD as YAML, with a header saying where it came from.
 pub fn definition_yaml() -> String {
-    let body = serde_yaml::to_string(&definition()).expect("a CRD always serializes");
+    let body = serde_norway::to_string(&definition()).expect("a CRD always serializes");
     format!(
         "# Generated by `podtask crd`; do not edit. Regenerate: cargo run -- crd > crds/podtasks.podtask.dev.yaml\n{body}"
     )

@@ -5,9 +5,8 @@
 //! Reading a PodTask is more forgiving (see `Deserialize`): a PodTask stored under an older, looser schema must
 //! never stop the operator.
 
-use std::{borrow::Cow, fmt, str::FromStr, time::Duration as StdDuration};
+use std::{fmt, str::FromStr, time::Duration as StdDuration};
 
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Each unit at most once, largest first, with a bounded number of digits so that every accepted value stays far
@@ -153,32 +152,38 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-impl JsonSchema for Duration {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
-    }
+/// A string in the CRD schema checked by CEL `rules` (`[{"rule": ..., "message": ...}]`), for the spec's value
+/// types that podtask reads itself.
+macro_rules! validated_string_schema {
+    ($type:ty, $name:literal, $rules:tt) => {
+        impl schemars::JsonSchema for $type {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
 
-    fn inline_schema() -> bool {
-        true
-    }
+            fn inline_schema() -> bool {
+                true
+            }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": 40,
-            "x-kubernetes-validations": [
-                {
-                    "rule": format!("size(self) > 0 && self.matches('{PATTERN}')"),
-                    "message": GRAMMAR_MESSAGE
-                },
-                {
-                    "rule": format!("size(self) == 0 || !self.matches('{PATTERN}') || duration(self) > duration('0s')"),
-                    "message": "must be longer than zero"
-                }
-            ]
-        })
-    }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "maxLength": 40, "x-kubernetes-validations": $rules })
+            }
+        }
+    };
 }
+pub(crate) use validated_string_schema;
+
+validated_string_schema!(
+    Duration,
+    "Duration",
+    [
+        { "rule": format!("size(self) > 0 && self.matches('{PATTERN}')"), "message": GRAMMAR_MESSAGE },
+        {
+            "rule": format!("size(self) == 0 || !self.matches('{PATTERN}') || duration(self) > duration('0s')"),
+            "message": "must be longer than zero"
+        }
+    ]
+);
 
 #[cfg(test)]
 mod tests {

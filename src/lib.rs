@@ -2,9 +2,10 @@
 //!
 //! `core` decides (pure, table-tested); everything else is the shell that reads, applies and reports.
 
-pub mod core;
 pub mod crd;
 pub mod duration;
+pub mod engine;
 pub use k8s_openapi::jiff;
-pub mod shell;
+pub mod operator;
+pub mod rbac;
 pub mod time_spec;

@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use podtask::shell::run::{RunArgs, run};
+use podtask::operator::run::{RunArgs, run};
 
 /// podtask: run one pod per PodTask, reliably — an absolute deadline, a startup timeout per attempt, image-pull
 /// trouble retried rather than fatal, and nothing left behind.
@@ -17,16 +17,51 @@ enum Command {
     /// Run the controller.
     Run(Box<RunArgs>),
     /// Print the PodTask CustomResourceDefinition (what crds/ holds): `podtask crd | kubectl apply --server-side -f -`.
-    Crd,
+    /// `podtask crd wait` waits until the API server serves it.
+    Crd {
+        #[command(subcommand)]
+        action: Option<CrdAction>,
+    },
+    /// Print the RBAC rules podtask needs (what the Helm chart grants), as a YAML list of PolicyRules.
+    Rbac {
+        /// The leader-election rules (for the operator's own namespace) instead of the work rules.
+        #[arg(long)]
+        lease: bool,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum CrdAction {
+    /// Wait until the CRD is installed and Established (served by the API server), using the kubeconfig.
+    Wait {
+        /// Give up after this long.
+        #[arg(long, default_value = "60s")]
+        timeout: podtask::duration::Duration,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Crd => {
+        Command::Crd { action: None } => {
             print!("{}", podtask::crd::definition_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { action: Some(CrdAction::Wait { timeout }) } => {
+            match runtime()
+                .and_then(|r| r.block_on(podtask::operator::preflight::wait_crd_established(timeout.as_std())))
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("podtask: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Rbac { lease } => {
+            print!("{}", podtask::rbac::yaml(if lease { podtask::rbac::LEASE } else { podtask::rbac::WORK }));
             ExitCode::SUCCESS
         }
         Command::Version => {
@@ -34,10 +69,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match runtime() {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("podtask: cannot start the async runtime: {e}");
+                    eprintln!("podtask: {e}");
                     return ExitCode::FAILURE;
                 }
             };
@@ -50,4 +85,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
 }

@@ -5,9 +5,6 @@
 //! also understands what older, looser schemas accepted. Reading never fails the watch: a value podtask cannot
 //! read makes the task fail with `InvalidSpec`, naming the field.
 
-use std::borrow::Cow;
-
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
 use crate::jiff::{Timestamp, civil::DateTime};
@@ -78,25 +75,11 @@ fn split_offset(s: &str) -> (&str, &str) {
     }
 }
 
-impl JsonSchema for TimeSpec {
-    fn schema_name() -> Cow<'static, str> {
-        "TimeSpec".into()
-    }
-
-    fn inline_schema() -> bool {
-        true
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "type": "string",
-            "maxLength": 40,
-            "x-kubernetes-validations": [
-                { "rule": format!("self.matches('{}')", pattern()), "message": GRAMMAR_MESSAGE }
-            ]
-        })
-    }
-}
+crate::duration::validated_string_schema!(
+    TimeSpec,
+    "TimeSpec",
+    [{ "rule": format!("self.matches('{}')", pattern()), "message": GRAMMAR_MESSAGE }]
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ fn every_example_is_a_valid_podtask() {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let task: PodTask =
-            serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: not a PodTask: {e}", path.display()));
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: not a PodTask: {e}", path.display()));
         let spec = task.spec.template.spec.as_ref().unwrap_or_else(|| panic!("{}: no pod spec", path.display()));
         assert!(!spec.containers.is_empty(), "{}", path.display());
         assert!(
@@ -24,5 +24,5 @@ fn every_example_is_a_valid_podtask() {
         names.push(task.metadata.name.unwrap());
     }
     names.sort();
-    assert_eq!(names, ["bad-image", "flaky", "hello", "nowhere", "rate-limited", "too-slow"]);
+    assert_eq!(names, ["bad-image", "flaky", "hello", "nothing-to-do", "nowhere", "rate-limited", "too-slow"]);
 }

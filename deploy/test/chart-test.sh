@@ -155,9 +155,8 @@ if [ -f "$crd_chart" ]; then
   else
     bad "--include-crds does not render the PodTask CRD"
   fi
-  if bash "$here/check-crd-sync.sh" >"$tmp/crd-sync.out" 2>&1; then ok "chart CRD in sync with crds/"; else bad "chart CRD drift"; cat "$tmp/crd-sync.out"; fi
 else
-  echo "skip - $crd_chart not there yet (run deploy/sync-crd.sh once crds/ exists)"
+  echo "skip - $crd_chart not there yet (run deploy/sync-generated.sh)"
 fi
 
 # NOTES.txt: `helm template` does not render it and `helm install --dry-run` wants a cluster, so render it from a

@@ -9,6 +9,7 @@ RBAC exactly as the operator needs (no wildcard, no Secrets, exact verbs per res
 Security, replicas, leader election wiring, probes, PDB, Service/ServiceMonitor.
 """
 import argparse
+import pathlib
 import sys
 
 try:
@@ -18,15 +19,20 @@ except ImportError:  # pragma: no cover - chart-test.sh installs it
 
 CRD_NAME = "podtasks.podtask.dev"
 
-# (apiGroup, resource) -> verbs. The whole set the operator may hold in a watched namespace (or cluster-wide).
-WORK_RULES = {
-    ("", "pods"): {"create", "delete", "get", "list", "watch"},
-    ("podtask.dev", "podtasks"): {"get", "list", "watch", "delete"},
-    ("podtask.dev", "podtasks/status"): {"update"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-}
+# (apiGroup, resource) -> verbs, from the rules the code owns (`podtask rbac`, copied into the chart's files/ and
+# checked against the code by tests/generated_drift.rs): the whole set the operator may hold in a watched namespace
+# (or cluster-wide), and in its own namespace for leader election.
+FILES = pathlib.Path(__file__).resolve().parents[1] / "helm" / "podtask" / "files"
+
+
+def load_rules(name):
+    rules = yaml.safe_load((FILES / name).read_text())
+    return {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+
+
+WORK_RULES = load_rules("work-rules.yaml")
 FINALIZERS_RULE = {("podtask.dev", "podtasks/finalizers"): {"update"}}
-LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "patch"}}
+LEASE_RULES = load_rules("lease-rules.yaml")
 
 RBAC_KINDS = {"Role", "ClusterRole"}
 BINDING_KINDS = {"RoleBinding", "ClusterRoleBinding"}

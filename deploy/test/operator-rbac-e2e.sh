@@ -61,12 +61,8 @@ for ns in "$rel_ns" "$team_ns" "$other_ns"; do k create namespace "$ns" >/dev/nu
 for ns in "$team_ns" "$other_ns"; do
   for _ in $(seq 100); do k -n "$ns" get sa default >/dev/null 2>&1 && break; sleep 0.1; done
 done
-established() { # polled: right after a first apply the CRD has no conditions and `kubectl wait` fails at once
-  local jp='{.status.conditions[?(@.type=="Established")].status}'
-  for _ in $(seq 300); do [ "$(k get crd podtasks.podtask.dev -o jsonpath="$jp" 2>/dev/null)" = True ] && return 0; sleep 0.2; done
-  return 1
-}
-if out=$(k apply --server-side --force-conflicts -f "$chart/crds/podtasks.podtask.dev.yaml" 2>&1) && established; then
+if out=$(k apply --server-side --force-conflicts -f "$chart/crds/podtasks.podtask.dev.yaml" 2>&1) \
+  && "$PODTASK_BIN" crd wait; then
   ok "CRD installed from the chart"
 else
   bad "install CRD"; echo "$out"

@@ -88,7 +88,7 @@ async fn restarted_operator_enforces_the_original_deadline() {
 
     // Wait (operator down) until both deadlines are well past, watching that nothing moves them.
     let latest = deadlines.iter().map(|(_, d)| *d).max().expect("two deadlines");
-    let past = podtask::core::deadline::after(latest, Duration::from_secs(2));
+    let past = podtask::engine::deadline::after(latest, Duration::from_secs(2));
     let api = env.tasks();
     wait_for("the deadlines to pass while the operator is down", T, async || {
         for (name, deadline) in deadlines {

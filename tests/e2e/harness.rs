@@ -26,8 +26,8 @@ use kube::{
     runtime::watcher,
 };
 use podtask::{
-    core::naming,
     crd::{Phase, PodTask},
+    engine::naming,
     jiff::Timestamp,
 };
 use serde_json::{Value, json};
@@ -78,18 +78,16 @@ fn ensure_crd() {
         apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write the CRD to kubectl");
         let out = apply.wait_with_output().expect("kubectl apply");
         assert!(out.status.success(), "installing the CRD failed: {}", String::from_utf8_lossy(&out.stderr));
-        // Poll rather than `kubectl wait`: right after a first apply the CRD has no conditions yet, and
-        // `kubectl wait` fails at once on that instead of waiting.
-        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-        let start = std::time::Instant::now();
-        loop {
-            let (_, text) = kubectl(&["get", "crd", "podtasks.podtask.dev", "-o", established]);
-            if text.trim() == "True" {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "the CRD did not become Established: {text}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let waited = Command::new(env!("CARGO_BIN_EXE_podtask"))
+            .args(["crd", "wait"])
+            .env("KUBECONFIG", kubeconfig())
+            .output()
+            .expect("podtask crd wait");
+        assert!(
+            waited.status.success(),
+            "the CRD did not become Established: {}",
+            String::from_utf8_lossy(&waited.stderr)
+        );
     });
 }
 
@@ -624,7 +622,7 @@ pub fn history(t: &PodTask) -> Vec<(u32, String)> {
 }
 
 pub fn yaml(t: &PodTask) -> String {
-    serde_yaml::to_string(t).unwrap_or_default()
+    serde_norway::to_string(t).unwrap_or_default()
 }
 
 // ---- building specs ----

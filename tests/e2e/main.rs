@@ -9,6 +9,7 @@
 
 mod cli;
 mod deadline;
+mod failure_policy;
 mod finishing;
 mod hardening;
 mod harness;

@@ -99,6 +99,30 @@ async fn invalid_manifests_are_rejected_at_apply_time() {
             &["spec.retry.backoff.factor", "greater than or equal to 1"],
         ),
         ("bad-ttl", |s| s["ttlAfterFinished"] = json!("1 hour"), &["spec.ttlAfterFinished", "must be a duration"]),
+        (
+            "rule-with-both",
+            |s| {
+                s["podFailurePolicy"] = json!({"rules": [{"action": "Fail",
+                    "onExitCodes": {"operator": "In", "values": [2]}, "onPodConditions": [{"type": "DisruptionTarget"}]}]})
+            },
+            &["spec.podFailurePolicy.rules[0]", "set exactly one of onExitCodes or onPodConditions"],
+        ),
+        (
+            "rule-in-zero",
+            |s| {
+                s["podFailurePolicy"] =
+                    json!({"rules": [{"action": "Fail", "onExitCodes": {"operator": "In", "values": [0, 2]}}]})
+            },
+            &["spec.podFailurePolicy.rules[0].onExitCodes", "exit code 0 means the pod succeeded"],
+        ),
+        (
+            "rule-bad-action",
+            |s| {
+                s["podFailurePolicy"] =
+                    json!({"rules": [{"action": "Ignore", "onExitCodes": {"operator": "In", "values": [2]}}]})
+            },
+            &["spec.podFailurePolicy.rules[0].action", "Unsupported value: \"Ignore\"", "\"RetryWithoutCounting\""],
+        ),
     ];
     let mut failures = vec![];
     for (name, breaks, wanted) in cases {

@@ -12,6 +12,25 @@ pub enum Error {
     Stale(String),
 }
 
+/// What went wrong in a reconcile, as a metric label.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ErrorKind {
+    /// A write lost a race with a newer version of the task.
+    Stale,
+    /// The API server refused or failed a request.
+    Api,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Kube(_) => ErrorKind::Api,
+            Error::Stale(_) => ErrorKind::Stale,
+        }
+    }
+}
+
 /// Why `podtask run` refuses to start. Each message says what to do.
 #[derive(Debug, Error)]
 pub enum StartupError {

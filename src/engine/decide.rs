@@ -12,23 +12,28 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::ResourceExt;
 
 use super::{
-    Config, Event, Observed, Plan, PodDeletion,
+    Config, Event, Next, Observed, Plan, PodDeletion,
     classify::{self, Failure, PodState, Termination, WaitClass, Waiting},
     create_error::CreateError,
-    deadline, naming, pod, retry,
+    deadline,
+    failure_policy::{self, RuleMatch},
+    naming, pod, retry,
     status::{self, HISTORY_LIMIT},
 };
-use crate::crd::{AttemptRecord, CleanupPolicy, Outcome, Phase, PodTask, PodTaskStatus, Reason};
+use crate::crd::{
+    AttemptRecord, CleanupPolicy, Outcome, Phase, PodFailurePolicyAction, PodTask, PodTaskStatus, Reason,
+};
 
-/// Decide what to do about `task`, given its pods as observed at `seen.now`.
-pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
+/// Decide what to do about `task`, given what was observed at `seen.now`: either read a pod fresh first (a
+/// verdict is due and the cache must not be trusted for it), or carry out a plan.
+pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Next {
     let mut d = Decision::new(task, seen, cfg);
     if task.metadata.deletion_timestamp.is_some() {
         // Garbage collection removes the pods (they carry our ownerReference); nothing to do.
-        return d.plan;
+        return Next::Act(Box::default());
     }
     if d.status.phase.is_terminal() {
-        d.finished();
+        d.after_the_end();
     } else if let Err(problem) = spec_problem(task) {
         d.fail(Reason::InvalidSpec, problem);
     } else if d.active_attempt() {
@@ -36,45 +41,49 @@ pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Plan {
     } else {
         d.next_attempt();
     }
-    d.finish()
+    d.into_next()
 }
 
-/// The API server refused to create the pod for the next attempt.
-pub fn decide_create_failure(task: &PodTask, error: &CreateError, now: Timestamp, cfg: &Config) -> Plan {
-    let no_pods: &[Pod] = &[];
-    let mut d = Decision::new(task, Observed { pods: no_pods, now, fresh: true }, cfg);
-    let attempt = d.current + 1;
-    let pod_name = naming::pod_name(&task.name_any(), &d.uid, attempt);
-    let retry_at = deadline::after(d.now_s, cfg.create_retry);
-    match error {
-        CreateError::Invalid(m) => d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}")),
-        CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
-        CreateError::Conflict(m) => d.fail(Reason::PodConflict, m.clone()),
-        CreateError::Quota(m) => {
-            d.set(
-                Phase::Pending,
-                Reason::QuotaExceeded,
-                format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"),
-            );
-            d.requeue(retry_at);
+impl Decision<'_> {
+    /// The API server refused to create the pod for the next attempt.
+    fn create_refused(&mut self, error: &CreateError) {
+        let attempt = self.current + 1;
+        let pod_name = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
+        let retry_at = deadline::after(self.now_s, self.cfg.create_retry);
+        let d = self;
+        match error {
+            CreateError::Invalid(m) => {
+                d.fail(Reason::InvalidSpec, format!("the API server rejected pod {pod_name}: {m}"))
+            }
+            CreateError::Forbidden(m) => d.fail(Reason::Forbidden, format!("admission refused pod {pod_name}: {m}")),
+            CreateError::Conflict(m) => d.fail(Reason::PodConflict, m.clone()),
+            CreateError::Quota(m) => {
+                d.set(
+                    Phase::Pending,
+                    Reason::QuotaExceeded,
+                    format!("a ResourceQuota refused pod {pod_name}; retrying: {m}"),
+                );
+                d.requeue(retry_at);
+            }
+            CreateError::OperatorForbidden(m) => {
+                d.plan.events.push(Event {
+                    warning: true,
+                    reason: "OperatorForbidden".into(),
+                    note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
+                    action: "Create",
+                    pod: None,
+                });
+                d.requeue(retry_at);
+            }
+            CreateError::Transient(_) => d.requeue(retry_at),
         }
-        CreateError::OperatorForbidden(m) => {
-            d.plan.events.push(Event {
-                warning: true,
-                reason: "OperatorForbidden".into(),
-                note: format!("podtask may not create pods here (check its RBAC); retrying: {m}"),
-                action: "Create",
-                pod: None,
-            });
-            d.requeue(retry_at);
-        }
-        CreateError::Transient(_) => d.requeue(retry_at),
     }
-    d.finish()
 }
 
 struct Decision<'a> {
     task: &'a PodTask,
+    /// The next attempt's pod create was just refused by the API server.
+    refused: Option<&'a CreateError>,
     cfg: &'a Config,
     now: Timestamp,
     /// `now` at whole seconds, for anything stored.
@@ -90,6 +99,8 @@ struct Decision<'a> {
     first_start: Option<Timestamp>,
     deadline: Option<Timestamp>,
     plan: Plan,
+    /// Set when a verdict is due on this pod and the pods were read from the cache.
+    read_fresh: Option<String>,
 }
 
 impl<'a> Decision<'a> {
@@ -123,12 +134,14 @@ impl<'a> Decision<'a> {
         }
         Self {
             task,
+            refused: seen.create_refused,
             cfg,
             now: seen.now,
             now_s: deadline::whole_second(seen.now),
             fresh: seen.fresh,
             uid,
-            plan: Plan { status: old.clone(), ..Plan::default() },
+            plan: Plan::default(),
+            read_fresh: None,
             old,
             status,
             pods,
@@ -150,7 +163,7 @@ impl<'a> Decision<'a> {
     // ---- the three situations ----
 
     /// The task is over: clean up pods per policy and honour ttlAfterFinished.
-    fn finished(&mut self) {
+    fn after_the_end(&mut self) {
         let Some(ttl) = self.task.spec.ttl_after_finished else {
             return;
         };
@@ -181,6 +194,9 @@ impl<'a> Decision<'a> {
         {
             self.requeue_deadline();
             return self.requeue(next);
+        }
+        if let Some(error) = self.refused {
+            return self.create_refused(error);
         }
         let attempt = self.current + 1;
         let first_start = self.first_start.unwrap_or(self.now);
@@ -218,25 +234,21 @@ impl<'a> Decision<'a> {
         let expected = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
         let Some(pod) = self.pods.get(&attempt).copied() else {
             if !self.fresh {
-                return self.verify(expected);
+                return self.read_fresh(expected);
             }
             if self.deadline_passed() {
                 let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
-                return self.end_attempt(
+                return self.end_attempt(Ending::new(
                     None,
                     Reason::DeadlineExceeded,
                     format!("the deadline {when} passed; pod {expected} is gone"),
-                    None,
-                    false,
-                );
+                ));
             }
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 None,
                 Reason::PodLost,
                 format!("pod {expected} disappeared before it finished"),
-                None,
-                false,
-            );
+            ));
         };
         if self.status.attempt < attempt {
             // A pod status does not know about yet: created by this operator moments ago, or before a restart.
@@ -250,59 +262,45 @@ impl<'a> Decision<'a> {
         let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
         if !over && pod.metadata.deletion_timestamp.is_some() {
             // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::PodLost,
                 format!("pod {} was deleted by someone else", pod.name_any()),
-                None,
-                false,
-            );
+            ));
         }
         if let Some(stop) = self.stop_time(pod).filter(|stop| !over && *stop <= self.now) {
             if !self.fresh {
-                return self.verify(pod.name_any());
+                return self.read_fresh(pod.name_any());
             }
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
             let grace = self.deadline.map_or(0, |d| d.duration_since(stop).as_secs());
             self.plan.deadline_stop = Some(stop);
-            return self.end_attempt(
+            return self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::DeadlineExceeded,
                 format!("the deadline {when} is due: pod {} stopped with a {grace}s grace period", pod.name_any()),
-                None,
-                false,
-            );
+            ));
         }
         match state {
             PodState::Succeeded(t) => self.succeed(pod, t),
             PodState::Failed(Failure::Exit(t)) => {
                 let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
                 let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                self.end_attempt(
-                    Some(pod),
-                    Reason::PodFailed,
-                    format!("pod {} exited with {code}{detail}", pod.name_any()),
-                    Some(t),
-                    false,
-                )
+                let message = format!("pod {} exited with {code}{detail}", pod.name_any());
+                self.pod_failed(pod, Ending::new(Some(pod), Reason::PodFailed, message).with_exit(t))
             }
-            PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(
+            PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(Ending::new(
                 Some(pod),
                 Reason::DeadlineExceeded,
                 format!(
                     "the kubelet stopped pod {} at its activeDeadlineSeconds (the task's deadline)",
                     pod.name_any()
                 ),
-                None,
-                false,
-            ),
-            PodState::Failed(Failure::Evicted(m)) => self.end_attempt(
-                Some(pod),
-                Reason::Evicted,
-                format!("pod {} was evicted: {m}", pod.name_any()),
-                None,
-                false,
-            ),
+            )),
+            PodState::Failed(Failure::Evicted(m)) => {
+                let message = format!("pod {} was evicted: {m}", pod.name_any());
+                self.pod_failed(pod, Ending::new(Some(pod), Reason::Evicted, message))
+            }
             PodState::Running => {
                 if self.settling(pod) {
                     return;
@@ -323,28 +321,26 @@ impl<'a> Decision<'a> {
         match w.class {
             WaitClass::Permanent => {
                 let msg = format!("pod {name} cannot start: {}", w.message);
-                return self.end_attempt(Some(pod), w.reason, msg, None, false);
+                return self.end_attempt(Ending::new(Some(pod), w.reason, msg));
             }
             WaitClass::ConfigError => {
                 let give_up = deadline::after(created, self.cfg.config_error_grace);
                 if give_up <= self.now {
                     if !self.fresh {
-                        return self.verify(name);
+                        return self.read_fresh(name);
                     }
-                    return self.end_attempt(
+                    return self.end_attempt(Ending::new(
                         Some(pod),
                         w.reason,
                         format!("pod {name} cannot start: {}", w.message),
-                        None,
-                        false,
-                    );
+                    ));
                 }
                 self.requeue(give_up);
             }
             WaitClass::Transient => {
                 if startup_deadline <= self.now {
                     if !self.fresh {
-                        return self.verify(name);
+                        return self.read_fresh(name);
                     }
                     let rate_limited = self.rate_limited_this_attempt(&w);
                     let (reason, what) = match w.reason {
@@ -359,7 +355,7 @@ impl<'a> Decision<'a> {
                         crate::duration::Duration::from(startup_timeout),
                         w.message
                     );
-                    return self.end_attempt(Some(pod), reason, msg, None, rate_limited);
+                    return self.end_attempt(Ending::new(Some(pod), reason, msg).rate_limited(rate_limited));
                 }
                 self.requeue(startup_deadline);
             }
@@ -410,26 +406,60 @@ impl<'a> Decision<'a> {
             Reason::Completed,
             format!("pod {} succeeded (attempt {})", pod.name_any(), self.current),
         );
-        self.complete();
+        self.mark_done();
     }
 
-    /// The current attempt ended without success: retry if the policy and the deadline allow, else fail.
-    fn end_attempt(
-        &mut self,
-        pod: Option<&Pod>,
-        reason: Reason,
-        message: String,
-        exit: Option<Termination>,
-        rate_limited: bool,
-    ) {
+    /// The attempt's pod failed: spec.podFailurePolicy's first matching rule decides, else spec.retry.
+    fn pod_failed(&mut self, pod: &Pod, ending: Ending<'_>) {
+        let rule = failure_policy::first_match(self.task.spec.pod_failure_policy.as_ref(), pod);
+        match rule {
+            Some(rule) if rule.action == PodFailurePolicyAction::Succeed => {
+                let t = ending.exit.unwrap_or_default();
+                let message = format!("{}; {} counts it as success", ending.message, rule.description);
+                self.record(Some(pod), Outcome::Succeeded, Reason::Completed, Some(&message), Some(&t));
+                self.note_rule(&rule);
+                self.status.exit_code = t.exit_code;
+                self.status.termination_message = t.message;
+                self.set(Phase::Succeeded, Reason::Completed, message);
+                self.mark_done();
+            }
+            rule => self.end_attempt(Ending { rule, ..ending }),
+        }
+    }
+
+    /// The current attempt ended without success: retry if the rules, the retry policy and the deadline allow,
+    /// else fail.
+    fn end_attempt(&mut self, ending: Ending<'_>) {
+        let Ending { pod, reason, message, exit, rate_limited, rule } = ending;
+        let message = match &rule {
+            Some(rule) => format!("{message} ({})", rule.description),
+            None => message,
+        };
         self.record(pod, Outcome::Failed, reason, Some(&message), exit.as_ref());
+        if let Some(rule) = &rule {
+            self.note_rule(rule);
+        }
         self.status.exit_code = exit.as_ref().and_then(|t| t.exit_code);
         self.status.termination_message = exit.and_then(|t| t.message);
         self.status.startup_deadline = None;
         let attempt = self.current;
-        if reason != Reason::DeadlineExceeded && retry::may_retry(self.task.spec.retry.as_ref(), attempt, reason) {
+        let policy = self.task.spec.retry.as_ref();
+        let action = rule.map(|r| r.action);
+        if action == Some(PodFailurePolicyAction::RetryWithoutCounting) {
+            self.status.uncounted_attempts += 1;
+        }
+        let counted = attempt.saturating_sub(self.status.uncounted_attempts);
+        let retried = match action {
+            Some(PodFailurePolicyAction::Fail | PodFailurePolicyAction::Succeed) => false,
+            Some(PodFailurePolicyAction::Retry) => counted <= retry::limit(policy),
+            Some(PodFailurePolicyAction::RetryWithoutCounting) => {
+                self.status.uncounted_attempts <= failure_policy::MAX_UNCOUNTED_RETRIES
+            }
+            None => reason != Reason::DeadlineExceeded && retry::may_retry(policy, counted, reason),
+        };
+        if retried {
             let floor = rate_limited.then_some(self.cfg.min_rate_limit_backoff);
-            let wait = retry::backoff(self.task.spec.retry.as_ref(), attempt, floor);
+            let wait = retry::backoff(policy, counted.max(1), floor);
             let next = deadline::whole_second_ceil(deadline::after(self.now, wait));
             match self.deadline {
                 Some(d) if next >= d => {
@@ -463,10 +493,10 @@ impl<'a> Decision<'a> {
             n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
         };
         self.set(Phase::Failed, reason, message);
-        self.complete();
+        self.mark_done();
     }
 
-    fn complete(&mut self) {
+    fn mark_done(&mut self) {
         self.status.completion_time = Some(Time(self.now_s));
         self.status.next_attempt_time = None;
         self.status.startup_deadline = None;
@@ -497,9 +527,17 @@ impl<'a> Decision<'a> {
             reason,
             message: message.map(str::to_owned),
             exit_code: exit.and_then(|t| t.exit_code),
+            matched_rule: None,
         });
         let excess = self.status.attempts.len().saturating_sub(HISTORY_LIMIT);
         self.status.attempts.drain(..excess);
+    }
+
+    /// The last recorded attempt was decided by a podFailurePolicy rule.
+    fn note_rule(&mut self, rule: &RuleMatch) {
+        if let Some(last) = self.status.attempts.last_mut() {
+            last.matched_rule = Some(rule.description.clone());
+        }
     }
 
     // ---- plumbing ----
@@ -510,8 +548,8 @@ impl<'a> Decision<'a> {
         self.status.message = Some(message);
     }
 
-    fn verify(&mut self, pod_name: String) {
-        self.plan.verify = Some(pod_name);
+    fn read_fresh(&mut self, pod_name: String) {
+        self.read_fresh = Some(pod_name);
     }
 
     fn requeue(&mut self, at: Timestamp) {
@@ -554,9 +592,9 @@ impl<'a> Decision<'a> {
         }
     }
 
-    fn finish(mut self) -> Plan {
-        if self.plan.verify.is_some() {
-            return Plan { verify: self.plan.verify, status: self.old, ..Plan::default() };
+    fn into_next(mut self) -> Next {
+        if let Some(pod) = self.read_fresh.take() {
+            return Next::ReadFresh(pod);
         }
         self.cleanup();
         let generation = self.task.metadata.generation;
@@ -566,9 +604,9 @@ impl<'a> Decision<'a> {
             self.status.observed_generation = generation;
             status::set_conditions(&mut self.status, generation, self.now_s);
             self.transition_event();
-            self.plan.status = self.status;
+            self.plan.status = Some(self.status);
         }
-        self.plan
+        Next::Act(Box::new(self.plan))
     }
 
     fn transition_event(&mut self) {
@@ -595,6 +633,33 @@ fn spec_problem(task: &PodTask) -> Result<(), String> {
         d.timestamp().map_err(|e| format!("spec.deadline {e}"))?;
     }
     Ok(())
+}
+
+/// How an attempt ended without success.
+struct Ending<'p> {
+    pod: Option<&'p Pod>,
+    reason: Reason,
+    message: String,
+    /// The container's exit, when it ran and failed.
+    exit: Option<Termination>,
+    /// The registry rate-limited this attempt's pulls: the next attempt waits at least the longer minimum.
+    rate_limited: bool,
+    /// The podFailurePolicy rule that matched the failed pod.
+    rule: Option<RuleMatch>,
+}
+
+impl<'p> Ending<'p> {
+    fn new(pod: Option<&'p Pod>, reason: Reason, message: String) -> Self {
+        Self { pod, reason, message, exit: None, rate_limited: false, rule: None }
+    }
+
+    fn with_exit(self, exit: Termination) -> Self {
+        Self { exit: Some(exit), ..self }
+    }
+
+    fn rate_limited(self, rate_limited: bool) -> Self {
+        Self { rate_limited, ..self }
+    }
 }
 
 fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {

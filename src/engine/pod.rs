@@ -105,7 +105,7 @@ pub fn is_owned_by(pod: &Pod, task_uid: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::testing::{task, ts};
+    use crate::engine::testing::{task, ts};
 
     #[test]
     fn pod_carries_identity_owner_and_backstop() {

@@ -9,16 +9,20 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::{
+    api_health::ApiHealth,
     context::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
-    http::{self, Probe},
+    http::{self, HttpState},
     leader::{self, LeaseSettings},
     metrics::Metrics,
     preflight,
     telemetry::{self, LogFormat},
 };
-use crate::{core, duration::Duration};
+use crate::{duration::Duration, engine};
+
+/// The engine's defaults, which the flags start from.
+const DEFAULTS: engine::Config = engine::Config::DEFAULT;
 
 /// How long the API server may take to answer the first request before `podtask run` gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -33,19 +37,19 @@ pub struct RunArgs {
     pub namespaces: Vec<String>,
 
     /// Startup timeout for tasks that don't set spec.startupTimeout.
-    #[arg(long, env = "PODTASK_DEFAULT_STARTUP_TIMEOUT", default_value = "5m")]
+    #[arg(long, env = "PODTASK_DEFAULT_STARTUP_TIMEOUT", default_value_t = Duration::from(DEFAULTS.startup_timeout))]
     pub default_startup_timeout: Duration,
 
     /// How long a CreateContainerConfigError (missing Secret/ConfigMap) may last before the task fails.
-    #[arg(long, env = "PODTASK_CONFIG_ERROR_GRACE", default_value = "30s")]
+    #[arg(long, env = "PODTASK_CONFIG_ERROR_GRACE", default_value_t = Duration::from(DEFAULTS.config_error_grace))]
     pub config_error_grace: Duration,
 
     /// Least wait before retrying an attempt whose image pull was rate-limited by the registry.
-    #[arg(long, env = "PODTASK_MIN_RATE_LIMIT_BACKOFF", default_value = "1m")]
+    #[arg(long, env = "PODTASK_MIN_RATE_LIMIT_BACKOFF", default_value_t = Duration::from(DEFAULTS.min_rate_limit_backoff))]
     pub min_rate_limit_backoff: Duration,
 
-    /// PodTasks reconciled in parallel.
-    #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// PodTasks reconciled in parallel, operator-wide (across all watched namespaces).
+    #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
 
     /// Hold a Lease before reconciling, so that of several replicas only one acts.
@@ -92,12 +96,12 @@ impl RunArgs {
         if named.is_empty() { vec![None] } else { named.into_iter().map(Some).collect() }
     }
 
-    fn core_config(&self) -> core::Config {
-        core::Config {
+    fn engine_config(&self) -> engine::Config {
+        engine::Config {
             startup_timeout: self.default_startup_timeout.as_std(),
             config_error_grace: self.config_error_grace.as_std(),
             min_rate_limit_backoff: self.min_rate_limit_backoff.as_std(),
-            ..core::Config::default()
+            ..DEFAULTS
         }
     }
 
@@ -135,17 +139,17 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let (ready_tx, ready_rx) = watch::channel(false);
     let probe_stores = stores.clone();
     let probe_metrics = metrics.clone();
-    let probe = Probe {
+    let http_state = HttpState {
         metrics: metrics.clone(),
         ready: ready_rx,
         before_scrape: Arc::new(move || {
             let stores = probe_stores.lock().expect("store list lock");
             let tasks: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-            probe_metrics.count_phases(tasks.iter().map(|t| phase_name(t.0.as_ref().ok())));
+            probe_metrics.count_phases(tasks.iter().map(|t| phase_of(t.0.as_ref().ok())));
         }),
     };
     let addr = args.http_addr;
-    let http = tokio::spawn(async move { http::serve(addr, probe).await });
+    let http = tokio::spawn(async move { http::serve(addr, http_state).await });
     tokio::task::yield_now().await;
     if http.is_finished() {
         let e = http.await.map_err(|e| StartupError::Other(e.to_string()))?;
@@ -172,6 +176,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     metrics.leader.set(1);
 
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
+    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let api = ApiHealth::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];
@@ -181,13 +187,22 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         let mut stop = stop_rx.clone();
         let settings = Settings {
             namespace: scope,
-            config: args.core_config(),
-            concurrency: args.concurrency,
+            config: args.engine_config(),
+            permits: permits.clone(),
+            api: api.clone(),
             reporter_instance: identity.clone(),
         };
-        controller::run(client.clone(), settings, metrics.clone(), system_clock(), tx, stores.clone(), async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
+        controller::run_scope(
+            client.clone(),
+            settings,
+            metrics.clone(),
+            system_clock(),
+            tx,
+            stores.clone(),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        )
     });
     let all = future::join_all(controllers);
     tokio::spawn(async move {
@@ -210,16 +225,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 }
 
 /// A task's phase for the gauge; a task podtask cannot read counts as Failed (its status says InvalidSpec).
-fn phase_name(t: Option<&crate::crd::PodTask>) -> &'static str {
-    use crate::crd::Phase::*;
-    let Some(t) = t else { return "Failed" };
-    match t.status.as_ref().map(|s| s.phase).unwrap_or_default() {
-        Pending => "Pending",
-        Starting => "Starting",
-        Running => "Running",
-        Succeeded => "Succeeded",
-        Failed => "Failed",
-    }
+fn phase_of(t: Option<&crate::crd::PodTask>) -> crate::crd::Phase {
+    t.map_or(crate::crd::Phase::Failed, |t| t.status.as_ref().map(|s| s.phase).unwrap_or_default())
 }
 
 async fn shutdown_signal() {

@@ -31,12 +31,17 @@ pub fn retry_reason(reason: Reason) -> Option<RetryReason> {
     })
 }
 
+/// How many extra attempts the policy allows.
+pub fn limit(policy: Option<&RetryPolicy>) -> u32 {
+    policy.and_then(|p| p.limit).unwrap_or(DEFAULT_LIMIT)
+}
+
 /// May attempt number `attempt` (1-based, just ended with `reason`) be followed by another?
 pub fn may_retry(policy: Option<&RetryPolicy>, attempt: u32, reason: Reason) -> bool {
     let Some(class) = retry_reason(reason) else {
         return false;
     };
-    let limit = policy.and_then(|p| p.limit).unwrap_or(DEFAULT_LIMIT);
+    let limit = limit(policy);
     let listed = match policy.and_then(|p| p.reasons.as_deref()) {
         Some(reasons) => reasons.contains(&class),
         None => DEFAULT_REASONS.contains(&class),

@@ -3,10 +3,17 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{Client, runtime::reflector::Store};
+use kube::{
+    Client, ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 
-use super::{events::Publisher, metrics::Metrics};
-use crate::{core, jiff::Timestamp};
+use super::{api_health::ApiHealth, events::Publisher, metrics::Metrics};
+use crate::{
+    crd::PodTask,
+    engine::{self, naming, pod::is_owned_by},
+    jiff::Timestamp,
+};
 
 /// The clock. Production reads the system time; tests set it.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -20,11 +27,15 @@ pub struct Context {
     /// podtask's own pods (label-selected), from the watch cache.
     pub pods: Store<Pod>,
     pub events: Publisher,
-    pub config: core::Config,
+    pub config: engine::Config,
     pub metrics: Arc<Metrics>,
     pub clock: Clock,
     /// Consecutive failed reconciles per task, for the error backoff.
     pub failures: Failures,
+    /// Reconciles in flight, operator-wide (across watched namespaces).
+    pub permits: Arc<tokio::sync::Semaphore>,
+    /// Whether the API server can be used now, operator-wide.
+    pub api: Arc<ApiHealth>,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.
@@ -48,5 +59,18 @@ impl Failures {
 impl Context {
     pub fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    /// The task's pods in the watch cache, looked up by their deterministic names (attempt 1 up to one past the
+    /// newest the status knows: a pod created just before a status write that never happened) rather than by
+    /// scanning the whole cache.
+    pub fn pods_of(&self, task: &PodTask) -> Vec<Pod> {
+        let (ns, name, uid) = (task.namespace().unwrap_or_default(), task.name_any(), task.uid().unwrap_or_default());
+        let newest = task.status.as_ref().map_or(0, |s| s.attempt) + 1;
+        (1..=newest)
+            .filter_map(|attempt| self.pods.get(&ObjectRef::new(&naming::pod_name(&name, &uid, attempt)).within(&ns)))
+            .filter(|p| is_owned_by(p, &uid))
+            .map(|p| (*p).clone())
+            .collect()
     }
 }

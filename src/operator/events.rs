@@ -11,7 +11,7 @@ use k8s_openapi::{
 };
 use kube::{Api, Client, api::PostParams};
 
-use crate::{core, jiff::Timestamp};
+use crate::{engine, jiff::Timestamp};
 
 /// The controller name Events carry.
 pub const CONTROLLER: &str = "podtask";
@@ -32,7 +32,7 @@ impl Publisher {
     }
 
     /// Create the Event `e` about `regarding` (a PodTask).
-    pub async fn publish(&self, e: &core::Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+    pub async fn publish(&self, e: &engine::Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let now = Timestamp::now();
         let event = KubeEvent {
@@ -44,7 +44,7 @@ impl Publisher {
             event_time: Some(MicroTime(now)),
             type_: Some(if e.warning { "Warning" } else { "Normal" }.into()),
             reason: Some(e.reason.clone()),
-            note: Some(core::classify::truncate(&e.note, 1000)),
+            note: Some(engine::classify::truncate(&e.note, 1000)),
             action: Some(e.action.into()),
             regarding: Some(regarding.clone()),
             related: e.pod.as_ref().map(|name| ObjectReference {

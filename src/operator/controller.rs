@@ -14,15 +14,16 @@ use kube::{
     },
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
+    api_health::ApiHealth,
     context::{Clock, Context},
     events::Publisher,
     metrics::Metrics,
     reconciler::{Watched, error_policy, reconcile},
 };
-use crate::core::{self, naming};
+use crate::engine::{self, naming};
 
 /// The task caches of every watched scope (for the phase gauge).
 pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
@@ -31,14 +32,17 @@ pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
 pub struct Settings {
     /// None: all namespaces.
     pub namespace: Option<String>,
-    pub config: core::Config,
-    pub concurrency: u16,
+    pub config: engine::Config,
+    /// Reconciles in flight at once, shared by every scope of the operator.
+    pub permits: Arc<tokio::sync::Semaphore>,
+    /// The API server's health, shared by every scope.
+    pub api: Arc<ApiHealth>,
     pub reporter_instance: String,
 }
 
 /// Watches one scope (a namespace or the whole cluster) and reconciles until `shutdown` resolves.
 /// `ready` turns true once both watch caches have synced.
-pub async fn run(
+pub async fn run_scope(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -74,11 +78,13 @@ pub async fn run(
 
     let (tasks_reader, tasks_writer) = reflector::store();
     let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
+        .default_backoff()
         .reflect(tasks_writer)
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
     let controller = Controller::for_stream(task_stream, tasks_reader.clone())
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        // The operator-wide limit is the shared semaphore; each scope may use all of it.
+        .with_config(ControllerConfig::default().concurrency(settings.permits.available_permits() as u16))
         .owns_stream(pod_stream)
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
@@ -92,6 +98,8 @@ pub async fn run(
         metrics,
         clock,
         failures: Default::default(),
+        permits: settings.permits.clone(),
+        api: settings.api.clone(),
     });
 
     let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());
@@ -104,19 +112,43 @@ pub async fn run(
         }
     });
 
+    let failures = ctx.clone();
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
-            if let Err(e) = result {
-                match e {
-                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
-                    other => warn!(error = %other, "controller"),
+            use kube::runtime::controller::Error as ControllerError;
+            match result {
+                // The task is gone: so is its error backoff record.
+                Err(ControllerError::ObjectNotFound(task)) => {
+                    failures.failures.clear(&format!("{}/{}", task.namespace.unwrap_or_default(), task.name));
                 }
+                // error_policy has logged it already.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                // A watch failed: the API's trouble is logged once by ApiHealth; a 410 Gone is a routine relist.
+                Err(ControllerError::QueueError(e)) => watch_failed(&e, &failures.api),
+                Err(other) => warn!(error = %other, "controller"),
+                Ok(_) => {}
             }
             future::ready(())
         })
         .await;
     info!("controller stopped");
+}
+
+fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
+    let raw = match error {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            e
+        }
+        watcher::Error::WatchError(status) => {
+            debug!(code = status.code, reason = %status.reason, "watch ended by the API server; relisting");
+            return;
+        }
+        watcher::Error::NoResourceVersion => return warn!("a watch result had no resourceVersion"),
+    };
+    if api.report(raw).is_none() {
+        warn!(error = %super::reconciler::short_error(raw), "watch failed; retrying");
+    }
 }
 
 /// A watch delivered its first complete list (and the reflector before this point stored it).

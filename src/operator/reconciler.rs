@@ -4,24 +4,30 @@
 use std::{sync::Arc, time::Duration as StdDuration};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams, Preconditions},
-    core::{DeserializeGuard, error_boundary::InvalidObject},
     runtime::controller::Action,
 };
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{context::Context, error::Error};
+use super::{
+    context::Context,
+    error::Error,
+    metrics::{PullWait, WriteKind},
+};
 use crate::{
-    core::{self, Observed, Plan, create_error::CreateError, pod::is_owned_by},
     crd::{Phase, PodTask, PodTaskStatus, Reason},
+    engine::{self, Next, Observed, Plan, create_error::CreateError, pod::is_owned_by},
     jiff::Timestamp,
 };
 
 /// Wait after a write lost a race with a newer version of the task (the watch brings that version shortly).
 const STALE_RETRY: StdDuration = StdDuration::from_millis(250);
+/// Look again this soon after a failure of the whole API: the reconcile then waits until the API is usable.
+const API_TROUBLE_RETRY: StdDuration = StdDuration::from_millis(200);
 /// Wait after the first API error; it doubles with each further failure in a row, up to ERROR_RETRY_MAX.
 const ERROR_RETRY: StdDuration = StdDuration::from_secs(1);
 const ERROR_RETRY_MAX: StdDuration = StdDuration::from_secs(300);
@@ -38,16 +44,18 @@ pub type Watched = DeserializeGuard<PodTask>;
 
 /// Reconcile one PodTask.
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    ctx.metrics.reconciles.inc();
-    let span = info_span!("reconcile", task = %key_of(&object));
+    // While the API server is down or throttling, every reconcile waits here (without a task-by-task backoff).
+    ctx.api.usable().await;
+    let _permit = ctx.permits.acquire().await.expect("the reconcile semaphore is never closed");
+    let _timer = ctx.metrics.time_reconcile();
+    let key = key_of(&object);
+    let span = info_span!("reconcile", task = %key);
     let result = match &object.0 {
-        Ok(task) => reconcile_inner(task, &ctx).instrument(span).await,
+        Ok(task) => reconcile_task(task, &ctx).instrument(span).await,
         Err(invalid) => report_unreadable(invalid, &ctx).instrument(span).await,
     };
-    ctx.metrics.reconcile_duration.observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.failures.clear(&key_of(&object));
+    if result.is_ok() || object.meta().deletion_timestamp.is_some() {
+        ctx.failures.clear(&key);
     }
     result
 }
@@ -55,16 +63,20 @@ pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action
 /// After a failed reconcile: look again later, never in a hot loop.
 pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
     let task = key_of(&object);
+    ctx.metrics.error(error.kind());
     match error {
         Error::Stale(_) => {
             debug!(%task, "stale read; retrying");
-            ctx.metrics.error("stale");
             Action::requeue(STALE_RETRY)
         }
         Error::Kube(e) => {
+            if ctx.api.report(e).is_some() {
+                // The whole API is in trouble (logged once by ApiHealth); the next reconcile waits for it.
+                debug!(%task, error = %short_error(e), "reconcile failed with the API");
+                return Action::requeue(API_TROUBLE_RETRY);
+            }
             let wait = error_backoff(ctx.failures.record(&task));
             warn!(%task, error = %short_error(e), "reconcile failed; retrying in {wait:?}");
-            ctx.metrics.error("api");
             Action::requeue(wait)
         }
     }
@@ -114,9 +126,9 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
             Err(kube::Error::Api(s)) if s.code == 409 => return Err(Error::Stale(format!("{ns}/{name}"))),
             other => other?,
         };
-        ctx.metrics.write("status");
+        ctx.metrics.write(WriteKind::Status);
         warn!(error = %invalid.error, "PodTask cannot be read: failed it with InvalidSpec");
-        let event = core::Event {
+        let event = engine::Event {
             warning: true,
             reason: Reason::InvalidSpec.to_string(),
             note: message,
@@ -141,7 +153,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
-            delete_pod(&pods_api, &core::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
+            delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
         }
     }
     Ok(Action::await_change())
@@ -155,7 +167,7 @@ fn unreadable_field(object: &DynamicObject) -> Option<String> {
 }
 
 /// An API error without the response body's details beyond its status line (bodies can quote pod templates).
-fn short_error(e: &kube::Error) -> String {
+pub(crate) fn short_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
         kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
@@ -163,48 +175,63 @@ fn short_error(e: &kube::Error) -> String {
     }
 }
 
-async fn reconcile_inner(task: &PodTask, ctx: &Context) -> Result<Action, Error> {
-    let ns = task.namespace().unwrap_or_default();
-    let uid = task.uid().unwrap_or_default();
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut pods: Vec<Pod> = ctx
-        .pods
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_owned_by(p, &uid))
-        .map(|p| (*p).clone())
-        .collect();
-
-    let now = ctx.now();
-    let mut plan = core::decide(task, Observed { pods: &pods, now, fresh: false }, &ctx.config);
-    if let Some(name) = plan.verify.take() {
-        // A verdict is due (timeout, deadline, missing pod): never on the cache's word.
-        let fresh = pods_api.get_opt(&name).await?;
-        pods.retain(|p| p.name_any() != name);
-        pods.extend(fresh.filter(|p| is_owned_by(p, &uid)));
-        plan = core::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
-        if plan.verify.is_some() {
-            return Ok(Action::requeue(STALE_RETRY));
-        }
-    }
-
-    if let Some(pod) = plan.create.take() {
-        match create_pod(&pods_api, &pod, &uid, ctx).await? {
-            Created::Yes => {}
-            Created::Adopted(existing) => {
-                // Ours already (created before a restart, or the cache lagged): decide again with it in view.
-                pods.retain(|p| p.name_any() != existing.name_any());
-                pods.push(*existing);
-                plan = core::decide(task, Observed { pods: &pods, now: ctx.now(), fresh: true }, &ctx.config);
-                plan.create = None;
-                plan.verify = None;
-            }
-            Created::Refused(error) => {
-                plan = core::decide_create_failure(task, &error, ctx.now(), &ctx.config);
+/// One pass: read (the cache) → decide → (read fresh → decide, when the engine asks) → act. A create that the
+/// API server refuses, or that finds the pod already there, is one more observation to decide on.
+async fn reconcile_task(task: &PodTask, ctx: &Context) -> Result<Action, Error> {
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let mut seen = Seen::from_cache(task, ctx);
+    // Each round learns something new (a fresh pod, a refusal, an adopted pod), so three always suffice.
+    for _ in 0..3 {
+        match engine::decide(task, seen.observed(ctx.now()), &ctx.config) {
+            Next::ReadFresh(pod) if !seen.fresh => seen.read_fresh(&pods_api, &pod).await?,
+            // Still undecided on a fresh read: the watch has not caught up; look again shortly.
+            Next::ReadFresh(_) => break,
+            Next::Act(mut plan) => {
+                let Some(pod) = plan.create.take() else { return act(task, *plan, &pods_api, ctx).await };
+                match create_pod(&pods_api, &pod, &seen.uid, ctx).await? {
+                    Created::Yes => return act(task, *plan, &pods_api, ctx).await,
+                    Created::Adopted(existing) => seen.adopt(*existing),
+                    Created::Refused(error) => seen.refused = Some(error),
+                }
             }
         }
     }
-    apply(task, plan, &pods_api, ctx).await
+    Ok(Action::requeue(STALE_RETRY))
+}
+
+/// What this reconcile has observed so far.
+struct Seen {
+    uid: String,
+    pods: Vec<Pod>,
+    /// The pods were read from the API server, not the cache.
+    fresh: bool,
+    refused: Option<CreateError>,
+}
+
+impl Seen {
+    /// The task's pods from the watch cache.
+    fn from_cache(task: &PodTask, ctx: &Context) -> Self {
+        Self { uid: task.uid().unwrap_or_default(), pods: ctx.pods_of(task), fresh: false, refused: None }
+    }
+
+    fn observed(&self, now: Timestamp) -> Observed<'_> {
+        Observed { pods: &self.pods, now, fresh: self.fresh, create_refused: self.refused.as_ref() }
+    }
+
+    async fn read_fresh(&mut self, api: &Api<Pod>, name: &str) -> Result<(), Error> {
+        let fresh = api.get_opt(name).await?;
+        self.pods.retain(|p| p.name_any() != name);
+        self.pods.extend(fresh.filter(|p| is_owned_by(p, &self.uid)));
+        self.fresh = true;
+        Ok(())
+    }
+
+    /// Ours already (created before a restart, or the cache lagged): decide again with it in view.
+    fn adopt(&mut self, pod: Pod) {
+        self.pods.retain(|p| p.name_any() != pod.name_any());
+        self.pods.push(pod);
+        self.fresh = true;
+    }
 }
 
 enum Created {
@@ -217,9 +244,9 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
     let name = pod.name_any();
     match api.create(&PostParams::default(), pod).await {
         Ok(_) => {
-            ctx.metrics.write("pod_create");
+            ctx.metrics.write(WriteKind::PodCreate);
             ctx.metrics.attempts_started.inc();
-            info!(pod = %name, attempt = core::pod::attempt_of(pod), "created pod");
+            info!(pod = %name, attempt = engine::pod::attempt_of(pod), "created pod");
             Ok(Created::Yes)
         }
         Err(kube::Error::Api(s)) if s.code == 409 => match api.get_opt(&name).await? {
@@ -234,7 +261,7 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
             None => Ok(Created::Refused(CreateError::Transient(format!("pod {name} is being deleted")))),
         },
         Err(kube::Error::Api(s)) => {
-            let error = core::create_error::classify(s.code, &s.reason, &s.message);
+            let error = engine::create_error::from_api_refusal(s.code, &s.reason, &s.message);
             // The message goes to the task's status, not to the log: it can quote the pod spec.
             warn!(pod = %name, code = s.code, reason = %s.reason, "pod create refused");
             Ok(Created::Refused(error))
@@ -243,17 +270,17 @@ async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) ->
     }
 }
 
-/// Carry out a plan: status first (with the read's resourceVersion, so a stale cache can't overwrite newer
-/// facts), then deletes, then events.
-async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> Result<Action, Error> {
+/// Carry out a plan (its pod, if any, is created already): status first (with the read's resourceVersion, so a
+/// stale cache can't overwrite newer facts), then deletes, then events. A pod whose deadline came is deleted even
+/// when the status write fails.
+async fn act(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> Result<Action, Error> {
     let old = task.status.clone().unwrap_or_default();
     let mut written = Ok(());
-    if plan.status != old {
-        written = write_status(task, &plan.status, ctx).await;
+    if let Some(status) = &plan.status {
+        written = write_status(task, status, ctx).await;
         match &written {
-            Ok(()) => observe_transition(&old, &plan.status, ctx),
-            // A deadline holds whatever happens to the status write: the pod goes, and the next reconcile
-            // records the outcome (a pod gone after its deadline is DeadlineExceeded).
+            Ok(()) => observe_transition(&old, status, ctx),
+            // The next reconcile records the outcome (a pod gone after its deadline is DeadlineExceeded).
             Err(_) if plan.deadline_stop.is_some() => {}
             Err(_) => return written.map(|()| Action::await_change()),
         }
@@ -268,17 +295,7 @@ async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -
     }
     written?;
     if plan.delete_task {
-        let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: task.uid(), resource_version: None }),
-            ..Default::default()
-        };
-        match api.delete(&task.name_any(), &params).await {
-            Ok(_) => info!("ttlAfterFinished elapsed: deleted the PodTask"),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-        ctx.metrics.write("task_delete");
+        delete_task(task, ctx).await?;
     }
     for e in &plan.events {
         publish(task, e, ctx).await;
@@ -289,14 +306,30 @@ async fn apply(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -
     })
 }
 
-async fn delete_pod(api: &Api<Pod>, d: &core::PodDeletion, ctx: &Context) -> Result<(), Error> {
+/// ttlAfterFinished elapsed: delete the PodTask itself (its pods go with it).
+async fn delete_task(task: &PodTask, ctx: &Context) -> Result<(), Error> {
+    let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: task.uid(), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&task.name_any(), &params).await {
+        Ok(_) => info!("ttlAfterFinished elapsed: deleted the PodTask"),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+        Err(e) => return Err(e.into()),
+    }
+    ctx.metrics.write(WriteKind::TaskDelete);
+    Ok(())
+}
+
+async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<(), Error> {
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
         ..Default::default()
     };
     match api.delete(&d.name, &params).await {
         Ok(_) => {
-            ctx.metrics.write("pod_delete");
+            ctx.metrics.write(WriteKind::PodDelete);
             info!(pod = %d.name, "deleted pod");
             Ok(())
         }
@@ -319,7 +352,7 @@ async fn write_status(task: &PodTask, status: &PodTaskStatus, ctx: &Context) -> 
         .await
     {
         Ok(_) => {
-            ctx.metrics.write("status");
+            ctx.metrics.write(WriteKind::Status);
             debug!(phase = ?status.phase, reason = ?status.reason, "status written");
             Ok(())
         }
@@ -333,28 +366,30 @@ async fn write_status(task: &PodTask, status: &PodTaskStatus, ctx: &Context) -> 
 fn observe_transition(old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
     if new.phase.is_terminal() && !old.phase.is_terminal() {
         let reason = new.reason.map(|r| r.to_string()).unwrap_or_default();
-        ctx.metrics.outcomes.get_or_create(&super::metrics::ReasonLabel { reason: reason.clone() }).inc();
+        if let Some(r) = new.reason {
+            ctx.metrics.outcome(r);
+        }
         info!(attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, %reason, message = new.message.as_deref().unwrap_or(""), "task finished");
     } else if (old.phase, old.reason, old.attempt) != (new.phase, new.reason, new.attempt) {
         info!(attempt = new.attempt, pod = new.pod_name.as_deref().unwrap_or(""), phase = ?new.phase, reason = ?new.reason, "task progressed");
     }
     if new.phase == Phase::Starting && old.reason != new.reason {
         let class = match new.reason {
-            Some(Reason::ImagePullBackOff) => Some("backoff"),
-            Some(Reason::ImagePullRateLimited) => Some("rate_limited"),
+            Some(Reason::ImagePullBackOff) => Some(PullWait::Backoff),
+            Some(Reason::ImagePullRateLimited) => Some(PullWait::RateLimited),
             _ => None,
         };
         if let Some(class) = class {
-            ctx.metrics.image_pull_waits.get_or_create(&super::metrics::ClassLabel { class: class.into() }).inc();
+            ctx.metrics.pull_wait(class);
         }
     }
 }
 
-async fn publish(task: &PodTask, e: &core::Event, ctx: &Context) {
+async fn publish(task: &PodTask, e: &engine::Event, ctx: &Context) {
     publish_to(&task.object_ref(&()), e, ctx).await;
 }
 
-async fn publish_to(regarding: &ObjectReference, e: &core::Event, ctx: &Context) {
+async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Context) {
     if let Err(err) = ctx.events.publish(e, regarding).await {
         warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
     }

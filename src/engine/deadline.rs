@@ -79,6 +79,7 @@ mod tests {
             retry: None,
             cleanup: None,
             ttl_after_finished: None,
+            pod_failure_policy: None,
         }
     }
 

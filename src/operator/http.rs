@@ -9,7 +9,7 @@ use super::metrics::Metrics;
 
 /// What the probes and the scrape read.
 #[derive(Clone)]
-pub struct Probe {
+pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// True once watch caches synced (or, as a standby with leader election, once the lease is being watched).
     pub ready: watch::Receiver<bool>,
@@ -17,22 +17,22 @@ pub struct Probe {
     pub before_scrape: Arc<dyn Fn() + Send + Sync>,
 }
 
-pub async fn serve(addr: SocketAddr, probe: Probe) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, state: HttpState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .with_state(probe);
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await
 }
 
-async fn metrics(State(p): State<Probe>) -> impl IntoResponse {
+async fn metrics(State(p): State<HttpState>) -> impl IntoResponse {
     (p.before_scrape)();
     ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], p.metrics.render())
 }
 
-async fn readyz(State(p): State<Probe>) -> impl IntoResponse {
+async fn readyz(State(p): State<HttpState>) -> impl IntoResponse {
     if *p.ready.borrow() {
         (StatusCode::OK, "ready")
     } else {

@@ -6,6 +6,7 @@ pub mod classify;
 pub mod create_error;
 pub mod deadline;
 mod decide;
+pub mod failure_policy;
 pub mod naming;
 pub mod pod;
 pub mod retry;
@@ -18,9 +19,10 @@ use std::time::Duration as StdDuration;
 use crate::jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 
-pub use decide::{decide, decide_create_failure};
+pub use decide::decide;
 
 use crate::crd::{PodTaskStatus, Reason};
+use create_error::CreateError;
 
 /// Operator-wide defaults that shape decisions (from flags).
 #[derive(Clone, Debug, PartialEq)]
@@ -38,35 +40,56 @@ pub struct Config {
     pub create_retry: StdDuration,
 }
 
+impl Config {
+    /// The defaults (also the `podtask run` flags' defaults).
+    pub const DEFAULT: Self = Self {
+        startup_timeout: StdDuration::from_secs(300),
+        config_error_grace: StdDuration::from_secs(30),
+        min_rate_limit_backoff: StdDuration::from_secs(60),
+        status_settle: StdDuration::from_secs(1),
+        create_retry: StdDuration::from_secs(15),
+    };
+}
+
 impl Default for Config {
     fn default() -> Self {
-        Self {
-            startup_timeout: StdDuration::from_secs(300),
-            config_error_grace: StdDuration::from_secs(30),
-            min_rate_limit_backoff: StdDuration::from_secs(60),
-            status_settle: StdDuration::from_secs(1),
-            create_retry: StdDuration::from_secs(15),
-        }
+        Self::DEFAULT
     }
 }
 
-/// What the core saw: the task's pods (any attempt, owned by the task) and whether they were just read fresh
-/// from the API server rather than from the cache.
+/// What the engine saw: the task's pods (any attempt, owned by the task), whether they were just read fresh
+/// from the API server rather than from the cache, and whether the API server just refused the next pod.
 #[derive(Clone, Copy, Debug)]
 pub struct Observed<'a> {
     pub pods: &'a [Pod],
     pub now: Timestamp,
     pub fresh: bool,
+    pub create_refused: Option<&'a CreateError>,
 }
 
-/// What to do. The shell applies it in order: create, status, deletes, task deletion, events; then requeues.
+impl<'a> Observed<'a> {
+    /// The watch cache's view at `now`.
+    pub fn cached(pods: &'a [Pod], now: Timestamp) -> Self {
+        Self { pods, now, fresh: false, create_refused: None }
+    }
+}
+
+/// The engine's answer: one or the other, never both.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Next {
+    /// A verdict is due on this pod (a timeout, the deadline, a missing pod): read it from the API server, not
+    /// the cache, and decide again.
+    ReadFresh(String),
+    /// Carry out this plan.
+    Act(Box<Plan>),
+}
+
+/// What to do. The operator applies it in order: create, status, deletes, task deletion, events; then requeues.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Plan {
-    /// Read this pod fresh from the API server (not the cache) and decide again before any verdict.
-    pub verify: Option<String>,
     pub create: Option<Pod>,
-    /// The status the task should have; written only if it differs from the current one.
-    pub status: PodTaskStatus,
+    /// The status the task should have, when it differs from the current one (None: nothing to write).
+    pub status: Option<PodTaskStatus>,
     pub delete: Vec<PodDeletion>,
     /// Delete the PodTask itself (ttlAfterFinished elapsed).
     pub delete_task: bool,

@@ -18,7 +18,7 @@ pub enum CreateError {
 }
 
 /// Classify a failed pod create from the API server's Status: HTTP code, reason and message.
-pub fn classify(code: u16, reason: &str, message: &str) -> CreateError {
+pub fn from_api_refusal(code: u16, reason: &str, message: &str) -> CreateError {
     let m = message.to_owned();
     match code {
         400 | 422 => CreateError::Invalid(m),
@@ -69,7 +69,7 @@ mod tests {
             (404, "NotFound", "namespaces \"x\" not found", "Transient"),
         ];
         for (code, reason, message, want) in cases {
-            let got = classify(code, reason, message);
+            let got = from_api_refusal(code, reason, message);
             let kind = format!("{got:?}");
             assert!(kind.starts_with(want), "{code} {message}: got {kind}");
             let (CreateError::Invalid(m)

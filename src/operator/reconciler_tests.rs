@@ -6,10 +6,10 @@ use std::{future::Future, sync::Arc, time::Duration as StdDuration};
 
 use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
 use kube::{
     Client,
     client::Body,
-    core::DeserializeGuard,
     runtime::{controller::Action, reflector, watcher},
 };
 use serde_json::{Value, json};
@@ -17,10 +17,10 @@ use tower_test::mock::{self, Handle, SendResponse};
 
 use super::reconcile;
 use crate::{
-    core::{self, testing::*},
     crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
+    engine::{self, testing::*},
     jiff::Timestamp,
-    shell::{context::Context, error::Error, events::Publisher, metrics::Metrics},
+    operator::{context::Context, error::Error, events::Publisher, metrics::Metrics},
 };
 
 const POD: &str = "job-0f0f0-1";
@@ -293,6 +293,7 @@ where
 {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    let api_client = client.clone();
     let (pods, mut writer) = reflector::store::<Pod>();
     for pod in cache {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
@@ -301,10 +302,12 @@ where
         events: Publisher::new(client.clone(), "test".into()),
         client,
         pods,
-        config: core::Config::default(),
+        config: engine::Config::default(),
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
+        permits: Arc::new(tokio::sync::Semaphore::new(1)),
+        api: crate::operator::api_health::ApiHealth::new(api_client),
     });
     let script = script(ApiServer { handle, events: vec![] });
     let server = tokio::spawn(async move { script.await.done().await });

@@ -8,38 +8,10 @@ use kube::{
 };
 
 use super::error::StartupError;
-use crate::crd::PodTask;
-
-/// One permission podtask needs.
-pub struct Need {
-    pub group: &'static str,
-    pub resource: &'static str,
-    pub subresource: Option<&'static str>,
-    pub verb: &'static str,
-}
-
-/// Everything podtask does with the API, per watched namespace (or cluster-wide).
-pub const NEEDS: &[Need] = &[
-    Need { group: "", resource: "pods", subresource: None, verb: "create" },
-    Need { group: "", resource: "pods", subresource: None, verb: "delete" },
-    Need { group: "", resource: "pods", subresource: None, verb: "get" },
-    Need { group: "", resource: "pods", subresource: None, verb: "list" },
-    Need { group: "", resource: "pods", subresource: None, verb: "watch" },
-    Need { group: "podtask.dev", resource: "podtasks", subresource: None, verb: "get" },
-    Need { group: "podtask.dev", resource: "podtasks", subresource: None, verb: "list" },
-    Need { group: "podtask.dev", resource: "podtasks", subresource: None, verb: "watch" },
-    Need { group: "podtask.dev", resource: "podtasks", subresource: None, verb: "delete" },
-    Need { group: "podtask.dev", resource: "podtasks", subresource: Some("status"), verb: "update" },
-    Need { group: "events.k8s.io", resource: "events", subresource: None, verb: "create" },
-    Need { group: "events.k8s.io", resource: "events", subresource: None, verb: "patch" },
-];
-
-/// Leader election needs these in the lease namespace.
-pub const LEASE_NEEDS: &[Need] = &[
-    Need { group: "coordination.k8s.io", resource: "leases", subresource: None, verb: "get" },
-    Need { group: "coordination.k8s.io", resource: "leases", subresource: None, verb: "create" },
-    Need { group: "coordination.k8s.io", resource: "leases", subresource: None, verb: "patch" },
-];
+use crate::{
+    crd::PodTask,
+    rbac::{self, Rule},
+};
 
 /// Reachability and CRD presence, for each scope (None = cluster-wide).
 pub async fn check_api(client: &Client, scopes: &[Option<String>], server: &str) -> Result<(), StartupError> {
@@ -69,6 +41,28 @@ pub async fn check_api(client: &Client, scopes: &[Option<String>], server: &str)
     Ok(())
 }
 
+/// Wait until the API server serves the PodTask CRD (condition Established), for `podtask crd wait`: the one way
+/// podtask's scripts and tests wait for a CRD they just applied (right after an apply the CRD has no conditions
+/// yet, so `kubectl wait` would fail at once).
+pub async fn wait_crd_established(timeout: std::time::Duration) -> Result<(), String> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let client = Client::try_default().await.map_err(|e| format!("cannot load a Kubernetes configuration: {e}"))?;
+    let api: Api<CustomResourceDefinition> = Api::all(client);
+    let name = "podtasks.podtask.dev";
+    let start = std::time::Instant::now();
+    loop {
+        let crd = api.get_opt(name).await.map_err(|e| format!("cannot read CRD {name}: {e}"))?;
+        let conditions = crd.and_then(|c| c.status).and_then(|s| s.conditions).unwrap_or_default();
+        if conditions.iter().any(|c| c.type_ == "Established" && c.status == "True") {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            return Err(format!("CRD {name} not Established after {timeout:?}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// How long the API server may take to answer podtask's first request.
 const FIRST_ANSWER: std::time::Duration = std::time::Duration::from_secs(8);
 
@@ -91,23 +85,28 @@ pub async fn check_rbac(
     scopes: &[Option<String>],
     lease_ns: Option<&str>,
 ) -> Result<(), StartupError> {
-    let mut checks: Vec<(&Need, Option<String>)> = vec![];
+    let mut checks: Vec<(&Rule, &str, Option<String>)> = vec![];
+    let each_verb = |rules: &'static [Rule], ns: Option<String>| {
+        let pairs = rules.iter().flat_map(|r| r.verbs.iter().map(move |v| (r, *v)));
+        pairs.map(move |(r, v)| (r, v, ns.clone())).collect::<Vec<_>>()
+    };
     for scope in scopes {
-        checks.extend(NEEDS.iter().map(|n| (n, scope.clone())));
+        checks.extend(each_verb(rbac::WORK, scope.clone()));
     }
     if let Some(ns) = lease_ns {
-        checks.extend(LEASE_NEEDS.iter().map(|n| (n, Some(ns.to_owned()))));
+        checks.extend(each_verb(rbac::LEASE, Some(ns.to_owned())));
     }
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut missing = vec![];
-    for (need, ns) in checks {
+    for (rule, verb, ns) in checks {
+        let (resource, subresource) = rule.split();
         let review = SelfSubjectAccessReview {
             spec: SelfSubjectAccessReviewSpec {
                 resource_attributes: Some(ResourceAttributes {
-                    group: Some(need.group.into()),
-                    resource: Some(need.resource.into()),
-                    subresource: need.subresource.map(Into::into),
-                    verb: Some(need.verb.into()),
+                    group: Some(rule.group.into()),
+                    resource: Some(resource.into()),
+                    subresource: subresource.map(Into::into),
+                    verb: Some(verb.into()),
                     namespace: ns.clone(),
                     ..Default::default()
                 }),
@@ -122,13 +121,9 @@ pub async fn check_rbac(
             .status
             .is_some_and(|s| s.allowed);
         if !allowed {
-            let resource = match need.subresource {
-                Some(sub) => format!("{}/{sub}", need.resource),
-                None => need.resource.to_owned(),
-            };
-            let group = if need.group.is_empty() { "core".to_owned() } else { need.group.to_owned() };
+            let group = if rule.group.is_empty() { "core" } else { rule.group };
             let place = ns.map_or_else(|| "cluster-wide".to_owned(), |n| format!("in namespace {n}"));
-            missing.push(format!("  - {} {resource} ({group}) {place}", need.verb));
+            missing.push(format!("  - {verb} {} ({group}) {place}", rule.resource));
         }
     }
     if missing.is_empty() {

@@ -4,7 +4,7 @@ use crate::jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use serde_json::{Value, json};
 
-use super::{Config, Observed, Plan, decide, pod};
+use super::{Config, Event, Next, Observed, PodDeletion, create_error::CreateError, decide, pod};
 use crate::crd::{PodTask, PodTaskStatus};
 
 pub const UID: &str = "0f0f0f0f-1111-2222-3333-444444444444";
@@ -74,12 +74,51 @@ pub fn cfg() -> Config {
     Config::default()
 }
 
+/// A decision as the tests read it: what the engine asked for, and the status the task has afterwards.
+#[derive(Clone, Debug, Default)]
+pub struct Decided {
+    /// Set when the engine asked for a fresh read of this pod instead of a plan.
+    pub read_fresh: Option<String>,
+    pub create: Option<Pod>,
+    /// The task's status after the plan: the new one, or the old one when nothing is to be written.
+    pub status: PodTaskStatus,
+    pub writes_status: bool,
+    pub delete: Vec<PodDeletion>,
+    pub delete_task: bool,
+    pub events: Vec<Event>,
+    pub requeue_at: Option<Timestamp>,
+    pub deadline_stop: Option<Timestamp>,
+}
+
+fn decided(task: &PodTask, seen: Observed<'_>) -> Decided {
+    let old = task.status.clone().unwrap_or_default();
+    match decide(task, seen, &cfg()) {
+        Next::ReadFresh(pod) => Decided { read_fresh: Some(pod), status: old, ..Decided::default() },
+        Next::Act(plan) => Decided {
+            writes_status: plan.status.is_some(),
+            status: plan.status.unwrap_or(old),
+            create: plan.create,
+            delete: plan.delete,
+            delete_task: plan.delete_task,
+            events: plan.events,
+            requeue_at: plan.requeue_at,
+            deadline_stop: plan.deadline_stop,
+            read_fresh: None,
+        },
+    }
+}
+
 /// Decide from the cache's view.
-pub fn cached(task: &PodTask, pods: &[Pod], now: Timestamp) -> Plan {
-    decide(task, Observed { pods, now, fresh: false }, &cfg())
+pub fn cached(task: &PodTask, pods: &[Pod], now: Timestamp) -> Decided {
+    decided(task, Observed::cached(pods, now))
 }
 
 /// Decide after a fresh read from the API server.
-pub fn fresh(task: &PodTask, pods: &[Pod], now: Timestamp) -> Plan {
-    decide(task, Observed { pods, now, fresh: true }, &cfg())
+pub fn fresh(task: &PodTask, pods: &[Pod], now: Timestamp) -> Decided {
+    decided(task, Observed { pods, now, fresh: true, create_refused: None })
+}
+
+/// Decide after the API server refused the next attempt's pod.
+pub fn refused(task: &PodTask, error: &CreateError, now: Timestamp) -> Decided {
+    decided(task, Observed { pods: &[], now, fresh: true, create_refused: Some(error) })
 }

@@ -3,26 +3,26 @@
 use serde_json::json;
 
 use super::*;
-use crate::core::{create_error::CreateError, status as cond, testing::*};
 use crate::crd::{Phase, PodTaskStatus, Reason};
+use crate::engine::{create_error::CreateError, failure_policy, status as cond, testing::*};
 
 const P1: &str = "job-0f0f0-1";
 const P2: &str = "job-0f0f0-2";
 
 /// Apply a plan's status to the task, as the API server would after the write.
-fn after(task: &PodTask, plan: &Plan) -> PodTask {
+fn after(task: &PodTask, plan: &Decided) -> PodTask {
     with_status(task.clone(), plan.status.clone())
 }
 
-fn reason(plan: &Plan) -> Option<Reason> {
+fn reason(plan: &Decided) -> Option<Reason> {
     plan.status.reason
 }
 
-fn deleted(plan: &Plan) -> Vec<&str> {
+fn deleted(plan: &Decided) -> Vec<&str> {
     plan.delete.iter().map(|d| d.name.as_str()).collect()
 }
 
-fn has_condition(plan: &Plan, type_: &str) -> bool {
+fn has_condition(plan: &Decided, type_: &str) -> bool {
     plan.status.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
@@ -218,7 +218,7 @@ fn at_the_deadline_the_cache_is_not_trusted_the_pod_is_read_fresh() {
     let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
     let pod = pod_at(&task, 1, t(0), running());
     let plan = cached(&task, std::slice::from_ref(&pod), t(60));
-    assert_eq!(plan.verify.as_deref(), Some(P1));
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1));
     assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the fresh read");
     assert!(plan.delete.is_empty() && plan.create.is_none());
 }
@@ -235,6 +235,7 @@ fn at_the_deadline_the_pod_is_deleted_and_the_task_fails_without_retry() {
     let plan = fresh(&task, &[pod], t(60));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
     assert_eq!(deleted(&plan), [P1], "the pod is deleted even under Keep-like policies");
+    assert_eq!(plan.deadline_stop, Some(t(30)), "stopping was due at the deadline minus the pod's 30s grace");
     assert!(plan.status.next_attempt_time.is_none());
     let later = cached(&after(&task, &plan), &[], t(90));
     assert!(later.create.is_none(), "no further attempt ever starts");
@@ -343,6 +344,7 @@ fn the_deadline_also_ends_a_backoff() {
         reason: Reason::Evicted,
         message: None,
         exit_code: None,
+        matched_rule: None,
     }];
     status.next_attempt_time = Some(Time(t(700)));
     let task = with_status(task, status);
@@ -390,7 +392,7 @@ fn at_the_startup_timeout_the_pod_is_read_fresh_and_one_that_started_goes_on() {
     let task = reported(task(json!({"startupTimeout": "2m"})), Phase::Starting, Reason::ImagePullBackOff, t(0));
     let stale = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off"));
     let plan = cached(&task, &[stale], t(120));
-    assert_eq!(plan.verify.as_deref(), Some(P1));
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1));
     let started = pod_at(&task, 1, t(0), running());
     let plan = fresh(&task, &[started], t(120));
     assert_eq!(plan.status.phase, Phase::Running);
@@ -485,7 +487,7 @@ fn a_config_error_fails_after_the_grace_with_the_kubelets_message() {
     let early = cached(&task, std::slice::from_ref(&pod), t(10));
     assert_eq!((early.status.phase, reason(&early)), (Phase::Starting, Some(Reason::CreateContainerConfigError)));
     assert_eq!(early.requeue_at, Some(t(30)), "looks again when the 30s grace ends");
-    assert_eq!(cached(&task, std::slice::from_ref(&pod), t(30)).verify.as_deref(), Some(P1));
+    assert_eq!(cached(&task, std::slice::from_ref(&pod), t(30)).read_fresh.as_deref(), Some(P1));
     let late = fresh(&task, &[pod], t(30));
     assert_eq!((late.status.phase, reason(&late)), (Phase::Failed, Some(Reason::CreateContainerConfigError)));
     assert!(late.status.message.as_deref().unwrap().contains("secret \"db-password\" not found"));
@@ -514,13 +516,13 @@ fn unschedulable_surfaces_the_schedulers_message_while_waiting() {
 fn a_missing_pod_is_read_fresh_then_counted_lost_once_and_retried() {
     let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
     let plan = cached(&task, &[], t(10));
-    assert_eq!(plan.verify.as_deref(), Some(P1), "the cache may just be behind");
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1), "the cache may just be behind");
     let plan = fresh(&task, &[], t(10));
     assert_eq!(plan.status.attempts.last().map(|a| a.reason), Some(Reason::PodLost));
     assert_eq!(reason(&plan), Some(Reason::BackingOff));
     let again = cached(&after(&task, &plan), &[], t(11));
     assert_eq!(again.status.attempts.len(), 1, "never counted twice");
-    assert!(again.verify.is_none());
+    assert!(again.read_fresh.is_none());
 }
 
 #[test]
@@ -552,6 +554,7 @@ fn after_a_restart_existing_pods_are_adopted_and_nothing_launches_twice() {
         reason: Reason::PodLost,
         message: None,
         exit_code: None,
+        matched_rule: None,
     });
     ended.next_attempt_time = Some(Time(t(60)));
     let task = with_status(task, ended);
@@ -640,6 +643,7 @@ fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
         let task = after(&base, &first);
         let second = cached(&task, std::slice::from_ref(&pod), t(6));
         assert_eq!(second.status, first.status, "{world}");
+        assert!(!second.writes_status, "no status write for {world}");
         assert!(second.events.is_empty(), "no repeated events for {world}");
     }
 }
@@ -649,30 +653,98 @@ fn re_deciding_an_unchanged_world_writes_nothing_and_says_nothing() {
 #[test]
 fn create_refusals_table() {
     let task = task(json!({}));
-    let invalid = decide_create_failure(
-        &task,
-        &CreateError::Invalid("spec.containers[0].image: Required value".into()),
-        t(0),
-        &cfg(),
-    );
+    let invalid = refused(&task, &CreateError::Invalid("spec.containers[0].image: Required value".into()), t(0));
     assert_eq!((invalid.status.phase, reason(&invalid)), (Phase::Failed, Some(Reason::InvalidSpec)));
     assert!(invalid.status.message.as_deref().unwrap().contains("Required value"));
-    let denied = decide_create_failure(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0), &cfg());
+    let denied = refused(&task, &CreateError::Forbidden("violates PodSecurity".into()), t(0));
     assert_eq!((denied.status.phase, reason(&denied)), (Phase::Failed, Some(Reason::Forbidden)));
-    let conflict = decide_create_failure(
-        &task,
-        &CreateError::Conflict("pod job-0f0f0-1 exists and belongs to something else".into()),
-        t(0),
-        &cfg(),
-    );
+    let conflict =
+        refused(&task, &CreateError::Conflict("pod job-0f0f0-1 exists and belongs to something else".into()), t(0));
     assert_eq!((conflict.status.phase, reason(&conflict)), (Phase::Failed, Some(Reason::PodConflict)));
-    let quota = decide_create_failure(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0), &cfg());
+    let quota = refused(&task, &CreateError::Quota("exceeded quota: pods".into()), t(0));
     assert_eq!((quota.status.phase, reason(&quota)), (Phase::Pending, Some(Reason::QuotaExceeded)));
     assert_eq!(quota.requeue_at, Some(t(15)), "waits, never a hot loop");
-    let rbac =
-        decide_create_failure(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0), &cfg());
+    let rbac = refused(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0));
     assert_eq!(rbac.status, PodTaskStatus::default(), "the task is not at fault");
     assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
-    let transient = decide_create_failure(&task, &CreateError::Transient("etcd timeout".into()), t(0), &cfg());
+    let transient = refused(&task, &CreateError::Transient("etcd timeout".into()), t(0));
     assert_eq!((transient.status.clone(), transient.requeue_at), (PodTaskStatus::default(), Some(t(15))));
+}
+
+// ---- podFailurePolicy ----
+
+/// One row per action: (rule, the pod's exit code, disrupted?, phase after, reason after, retried attempts
+/// uncounted). The attempt's record names the rule.
+#[test]
+fn pod_failure_policy_table() {
+    let rules = json!({"rules": [
+        {"action": "Fail", "onExitCodes": {"operator": "In", "values": [2]}},
+        {"action": "Retry", "onExitCodes": {"operator": "In", "values": [75]}},
+        {"action": "Succeed", "onExitCodes": {"operator": "In", "values": [99]}},
+        {"action": "RetryWithoutCounting", "onPodConditions": [{"type": "DisruptionTarget"}]},
+    ]});
+    let evicted = |code: i32| {
+        json!({"phase": "Failed", "reason": "Evicted", "message": "preempted",
+            "conditions": [{"type": "DisruptionTarget", "status": "True"}],
+            "containerStatuses": [{"name": "main", "image": "busybox", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": code}}}]})
+    };
+    // retry.limit 1, PodFailed not in retry.reasons: without a rule a non-zero exit is not retried.
+    let cases = [
+        (exited("Failed", 2, "bad input"), Phase::Failed, Reason::PodFailed, 0, Some("rules[0]")),
+        (exited("Failed", 75, "try again"), Phase::Pending, Reason::BackingOff, 0, Some("rules[1]")),
+        (exited("Failed", 99, "nothing to do"), Phase::Succeeded, Reason::Completed, 0, Some("rules[2]")),
+        (evicted(137), Phase::Pending, Reason::BackingOff, 1, Some("rules[3]")),
+        (exited("Failed", 3, "no rule"), Phase::Failed, Reason::PodFailed, 0, None),
+    ];
+    for (pod_status, phase, reason_after, uncounted, rule) in cases {
+        let task = reported(
+            task(json!({"retry": {"limit": 1}, "podFailurePolicy": rules})),
+            Phase::Running,
+            Reason::Running,
+            t(0),
+        );
+        let pod = pod_at(&task, 1, t(0), pod_status.clone());
+        let plan = cached(&task, &[pod], t(30));
+        let s = &plan.status;
+        assert_eq!((s.phase, reason(&plan)), (phase, Some(reason_after)), "{pod_status}: {:?}", s.message);
+        assert_eq!(s.uncounted_attempts, uncounted, "{pod_status}");
+        let matched = s.attempts[0].matched_rule.as_deref();
+        assert_eq!(matched.map(|m| &m[..8]), rule, "{pod_status}: {matched:?}");
+        if let Some(rule) = rule {
+            assert!(s.message.as_deref().unwrap_or("").contains(rule), "the message names the rule: {:?}", s.message);
+        }
+    }
+}
+
+#[test]
+fn a_retry_rule_still_counts_against_the_limit_and_an_uncounted_one_does_not() {
+    let rules = json!({"rules": [
+        {"action": "Retry", "onExitCodes": {"operator": "In", "values": [75]}},
+        {"action": "RetryWithoutCounting", "onExitCodes": {"operator": "In", "values": [76]}},
+    ]});
+    let after_two = |code: i32, uncounted_before: u32| {
+        let mut task = reported(
+            task(json!({"retry": {"limit": 1}, "podFailurePolicy": rules})),
+            Phase::Running,
+            Reason::Running,
+            t(0),
+        );
+        let mut status = task.status.clone().unwrap();
+        status.attempt = 2;
+        status.pod_name = Some(P2.into());
+        status.uncounted_attempts = uncounted_before;
+        task = with_status(task, status);
+        let pod = pod_at(&task, 2, t(0), exited("Failed", code, ""));
+        cached(&task, &[pod], t(30)).status
+    };
+    // Attempt 2 ends with 75 (Retry): the limit of 1 extra attempt is spent.
+    assert_eq!(after_two(75, 0).phase, Phase::Failed);
+    // The same after an uncounted attempt 1: only one attempt counted, so one retry is left.
+    assert_eq!(after_two(75, 1).phase, Phase::Pending);
+    // 76 never counts.
+    let s = after_two(76, 0);
+    assert_eq!((s.phase, s.uncounted_attempts), (Phase::Pending, 1));
+    // ... up to the hard cap.
+    assert_eq!(after_two(76, failure_policy::MAX_UNCOUNTED_RETRIES).phase, Phase::Failed);
 }

@@ -1,24 +1,28 @@
-//! The CRD YAML in the repository (crds/ and the Helm chart) must be exactly what `podtask crd` prints.
+//! Files generated from the code must be exactly what the code prints: the CRD (crds/ and the Helm chart's copy,
+//! `podtask crd`) and the chart's RBAC rules (`podtask rbac`). deploy/sync-generated.sh rewrites them all.
 
 use std::path::Path;
 
-fn check(path: &str) {
+fn check(path: &str, generated: &str) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     let on_disk = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{path}: {e}"));
-    assert!(
-        on_disk == podtask::crd::definition_yaml(),
-        "{path} is out of date with the code: run `cargo run -- crd > {path}` (and deploy/sync-crd.sh for the chart)"
-    );
+    assert!(on_disk == generated, "{path} is out of date with the code: run deploy/sync-generated.sh");
 }
 
 #[test]
 fn crds_dir_matches_the_code() {
-    check("crds/podtasks.podtask.dev.yaml");
+    check("crds/podtasks.podtask.dev.yaml", &podtask::crd::definition_yaml());
 }
 
 #[test]
 fn helm_chart_crd_matches_the_code() {
-    check("deploy/helm/podtask/crds/podtasks.podtask.dev.yaml");
+    check("deploy/helm/podtask/crds/podtasks.podtask.dev.yaml", &podtask::crd::definition_yaml());
+}
+
+#[test]
+fn helm_chart_rbac_rules_match_the_code() {
+    check("deploy/helm/podtask/files/work-rules.yaml", &podtask::rbac::yaml(podtask::rbac::WORK));
+    check("deploy/helm/podtask/files/lease-rules.yaml", &podtask::rbac::yaml(podtask::rbac::LEASE));
 }
 
 #[test]

@@ -1,0 +1,184 @@
+//! Prometheus metrics: what operators of podtask graph and alert on.
+
+use std::{fmt::Write as _, sync::atomic::AtomicI64};
+
+use strum::IntoEnumIterator;
+
+use super::error::ErrorKind;
+use crate::crd::{Phase, Reason};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+/// A label value spelled by strum (`snake_case` for podtask's own kinds, the enum's name for API-visible ones).
+macro_rules! label_value {
+    ($($t:ty),*) => {$(
+        impl EncodeLabelValue for $t {
+            fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+                encoder.write_str(self.into())
+            }
+        }
+    )*};
+}
+
+/// Writes to the API server, by what was written.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum WriteKind {
+    PodCreate,
+    Status,
+    PodDelete,
+    TaskDelete,
+}
+
+/// How a starting pod was seen waiting on an image pull.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum PullWait {
+    Backoff,
+    RateLimited,
+}
+
+label_value!(WriteKind, PullWait, ErrorKind, Phase, Reason);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    pub kind: WriteKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub kind: ErrorKind,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub phase: Phase,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: Reason,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: PullWait,
+}
+
+const LAG_HELP: &str =
+    "From the instant stopping a pod was due (its deadline minus its grace period) to podtask issuing the delete";
+const PULL_WAITS_HELP: &str =
+    "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)";
+const LEADER_HELP: &str = "1 while this replica holds the leader lease (or runs without election)";
+
+/// All of podtask's metrics, registered once.
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Counter,
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
+    pub reconcile_duration: Histogram,
+    pub tasks_by_phase: Family<PhaseLabel, Gauge<i64, AtomicI64>>,
+    pub outcomes: Family<ReasonLabel, Counter>,
+    pub deadline_lag: Histogram,
+    pub image_pull_waits: Family<ClassLabel, Counter>,
+    pub attempts_started: Counter,
+    pub api_writes: Family<WriteLabel, Counter>,
+    pub leader: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("podtask");
+        let reconciles = Counter::default();
+        let reconcile_errors = Family::<ErrorLabel, Counter>::default();
+        let reconcile_duration = Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]);
+        let tasks_by_phase = Family::<PhaseLabel, Gauge<i64, AtomicI64>>::default();
+        let outcomes = Family::<ReasonLabel, Counter>::default();
+        let deadline_lag = Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
+        let image_pull_waits = Family::<ClassLabel, Counter>::default();
+        let attempts_started = Counter::default();
+        let api_writes = Family::<WriteLabel, Counter>::default();
+        let leader = Gauge::<i64, AtomicI64>::default();
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
+        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
+        registry.register("tasks", "PodTasks by phase, as last seen by this replica", tasks_by_phase.clone());
+        registry.register("task_outcomes", "Tasks that finished, by reason", outcomes.clone());
+        registry.register("deadline_enforcement_lag_seconds", LAG_HELP, deadline_lag.clone());
+        registry.register("image_pull_waits", PULL_WAITS_HELP, image_pull_waits.clone());
+        registry.register("attempts_started", "Pods created, one per attempt", attempts_started.clone());
+        registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
+        registry.register("leader", LEADER_HELP, leader.clone());
+        Self {
+            registry,
+            reconciles,
+            reconcile_errors,
+            reconcile_duration,
+            tasks_by_phase,
+            outcomes,
+            deadline_lag,
+            image_pull_waits,
+            attempts_started,
+            api_writes,
+            leader,
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn write(&self, kind: WriteKind) {
+        self.api_writes.get_or_create(&WriteLabel { kind }).inc();
+    }
+
+    pub fn error(&self, kind: ErrorKind) {
+        self.reconcile_errors.get_or_create(&ErrorLabel { kind }).inc();
+    }
+
+    pub fn outcome(&self, reason: Reason) {
+        self.outcomes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn pull_wait(&self, class: PullWait) {
+        self.image_pull_waits.get_or_create(&ClassLabel { class }).inc();
+    }
+
+    /// Recount tasks by phase (from the watch cache, at scrape time).
+    pub fn count_phases(&self, phases: impl Iterator<Item = Phase>) {
+        let mut counts: std::collections::BTreeMap<Phase, i64> = Phase::iter().map(|p| (p, 0)).collect();
+        for p in phases {
+            *counts.entry(p).or_default() += 1;
+        }
+        for (phase, n) in counts {
+            self.tasks_by_phase.get_or_create(&PhaseLabel { phase }).set(n);
+        }
+    }
+
+    /// Counts a reconcile and records its duration when dropped, however the reconcile ends.
+    pub fn time_reconcile(&self) -> ReconcileTimer<'_> {
+        self.reconciles.inc();
+        ReconcileTimer { metrics: self, started: std::time::Instant::now() }
+    }
+}
+
+/// Records a reconcile's duration on drop.
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    started: std::time::Instant,
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
+    }
+}
