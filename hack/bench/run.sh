@@ -36,8 +36,9 @@ hack/cluster.sh down >/dev/null 2>&1
 rm -f "$PODTASK_CLUSTER_DIR/logs/audit.log"
 hack/cluster.sh up >/dev/null
 ((keep)) || trap 'hack/cluster.sh down >/dev/null 2>&1' EXIT
-target/release/podtask crd | "$(hack/cluster.sh bin-dirs | head -1)/kubectl" --kubeconfig "$PODTASK_CLUSTER_DIR/kubeconfig" apply --server-side -f - >/dev/null
-sleep 2 # CRD established
+export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
+target/release/podtask crd | "$(hack/cluster.sh bin-dirs | head -1)/kubectl" apply --server-side -f - >/dev/null
+target/release/podtask crd wait >/dev/null
 python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,burst,spread,scale}" \
 	--operator-args "${BENCH_OPERATOR_ARGS:-}" --out target/bench/results.json
 python3 hack/bench/report.py target/bench/results.json docs/performance.svg >target/bench/table.md
