@@ -114,19 +114,21 @@ def parallel(fn, items, workers):
 
 
 # ---------------------------------------------------------------- objects
-def template(scenario, extra_ann=None):
+def template(scenario, extra_ann=None, grace=None):
     ann = {"kwok.podtask.dev/run-for": "1s"}
     if scenario != "succeed":
         ann["kwok.podtask.dev/scenario"] = scenario
     ann.update(extra_ann or {})
-    return {
-        "metadata": {"annotations": ann, "labels": {"app": "bench"}},
-        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]},
-    }
+    spec = {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox:1.36"}]}
+    if grace is not None:
+        spec["terminationGracePeriodSeconds"] = grace
+    return {"metadata": {"annotations": ann, "labels": {"app": "bench"}}, "spec": spec}
 
 
 def podtask(name, scenario="succeed", deadline=None, ann=None):
-    spec = {"template": template(scenario, ann)}
+    # deadline tests: grace 0, so that the pod is stopped at the deadline itself (with a grace period podtask stops
+    # it that much earlier, to have it gone by the deadline)
+    spec = {"template": template(scenario, ann, grace=0 if deadline else None)}
     if deadline:
         spec["deadline"] = deadline
     return {"apiVersion": "podtask.dev/v1alpha1", "kind": "PodTask", "metadata": {"name": name}, "spec": spec}
@@ -322,6 +324,9 @@ def audit_counts(start, end_wait=2.0):
             if ref.get("subresource"):
                 res += "/" + ref["subresource"]
             key = f"{ev.get('verb')} {res}"
+            code = (ev.get("responseStatus") or {}).get("code", 200)
+            if code >= 300:
+                key += f" ({code})"
             c = out.setdefault(client_of(ev), {})
             c[key] = c.get(key, 0) + 1
     return out
@@ -385,7 +390,11 @@ def throughput(kind, n, args, label):
         res["succeeded"] = sum(1 for _ in done)
         cpu, hwm, rss = op.stat()
         res.update(cpu_s=cpu, peak_rss_kib=hwm, rss_kib=rss)
-        res["operator_writes_metric"] = sum(float(l.rsplit(" ", 1)[1]) for l in metric_lines(op.get("/metrics") or "", "podtask_api_writes_total"))
+        metrics = op.get("/metrics") or ""
+        with open(os.path.join(ROOT, "target", "bench", f"operator-metrics-{ns}.txt"), "w") as f:
+            f.write(metrics)
+        res["operator_metrics_file"] = f"target/bench/operator-metrics-{ns}.txt"
+        res["operator_writes_metric"] = sum(float(l.rsplit(" ", 1)[1]) for l in metric_lines(metrics, "podtask_api_writes_total"))
         op.stop()
         ctl = "podtask"
     else:
@@ -471,7 +480,7 @@ def deadline_burst(n, args):
     ns = new_namespace("floor")
     create_all([podtask(f"t-{i}", "run-forever", None, ann) for i in range(n)], "podtask", ns, args.workers)
     # pods for them, as the operator would have made (the bare client only needs something to delete)
-    pod = template("run-forever", ann)
+    pod = template("run-forever", ann, grace=0)
     stop, running, t_run2 = running_tasks("pod", n, ns, lambda i: {
         "apiVersion": "v1", "kind": "Pod", "metadata": dict(pod["metadata"], name=f"t-{i}-1"), "spec": pod["spec"]},
         args, lead)
@@ -480,7 +489,7 @@ def deadline_burst(n, args):
 
     def enforce(i):
         K.req("DELETE", coll("pod", ns) + f"/t-{i}-1", {"kind": "DeleteOptions", "apiVersion": "v1",
-                                                        "gracePeriodSeconds": 1})
+                                                        "gracePeriodSeconds": 0})
         K.req("PATCH", coll("podtask", ns) + f"/t-{i}/status", status, ctype="application/merge-patch+json")
 
     t0 = time.time()
