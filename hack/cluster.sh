@@ -9,6 +9,7 @@
 #   hack/cluster.sh restart      down + up
 #   hack/cluster.sh restart-kwok restart only kwok (reload hack/kwok/*.yaml stages)
 #   hack/cluster.sh kill NAME    SIGKILL one component (fault tests); `up` starts it again
+#   hack/cluster.sh restart-kcm  restart only kube-controller-manager (new PODTASK_KCM_EXTRA_ARGS)
 #   hack/cluster.sh status       show component/pid/health state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #   hack/cluster.sh env          print `export ...` lines (KUBECONFIG, PATH)
@@ -714,7 +715,7 @@ lock_state() {
 main() {
 	local cmd=${1:-}
 	case $cmd in
-	up | down | restart | restart-kwok | kill) lock_state ;;
+	up | down | restart | restart-kwok | kill | restart-kcm) lock_state ;;
 	esac
 	case $cmd in
 	build) cmd_build ;;
@@ -736,6 +737,11 @@ main() {
 		kill -KILL "$pid"
 		rm -f "$PIDS/$2.pid"
 		log "$2: killed (pid $pid)"
+		;;
+	restart-kcm)
+		# new PODTASK_KCM_EXTRA_ARGS (e.g. --kube-api-qps) without touching the rest of the cluster
+		stop_component kube-controller-manager
+		cmd_up
 		;;
 	status) cmd_status ;;
 	kubeconfig) echo "$KUBECONFIG_PATH" ;;

@@ -10,7 +10,10 @@ def started: ([.status.containerStatuses[]?.state.running.startedAt | strings] |
 # API timestamps have 1s precision: finish exactly run-for after the Running event, and never more than 1s late on later events.
 def run_end: started as $t | runfor as $r | if $t then ([$t + $r, ([now + $r, $t + 1 + $r] | min)] | max) else now + $r end;
 def pull_end: if .status.startTime then (.status.startTime | fromdate) + 0.5 + pullfor else now + pullfor end;
-def deadline: if .spec.activeDeadlineSeconds != null and .status.startTime != null then (.status.startTime | fromdate) + .spec.activeDeadlineSeconds else null end;
+# kwok.podtask.dev/ignore-active-deadline: "true" plays a kubelet that never enforces activeDeadlineSeconds (benchmarks
+# measure the operator's own deadline enforcement with it).
+def deadline: if .metadata.annotations["kwok.podtask.dev/ignore-active-deadline"] == "true" then null
+  elif .spec.activeDeadlineSeconds != null and .status.startTime != null then (.status.startTime | fromdate) + .spec.activeDeadlineSeconds else null end;
 # true when activeDeadlineSeconds will fire before any other transition of the pod.
 def deadline_first: deadline as $d | if $d == null then false
   elif .status.phase == "Running" then (sc == "run-forever") or ($d < ((started // now) + runfor))
