@@ -136,7 +136,7 @@ pub fn history(t: &Value) -> Vec<(u64, String)> {
 }
 
 pub fn yaml(v: &Value) -> String {
-    serde_yaml::to_string(v).unwrap_or_default()
+    serde_norway::to_string(v).unwrap_or_default()
 }
 
 fn podtask_resource() -> ApiResource {
