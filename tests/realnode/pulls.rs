@@ -74,15 +74,15 @@ async fn rate_limited_forever_times_out_each_attempt_with_the_floor_between() {
     env.wait_no_pods("pull", Duration::from_secs(30)).await;
 }
 
-/// 503, connection resets and a stalled registry for 20 s: waited on, never a fast failure; each runs in attempt 1.
+/// 502, 503, connection resets and a stalled registry for 20 s: waited on, never a fast failure; each runs in attempt 1.
 #[tokio::test]
 async fn server_errors_resets_and_stalls_are_waited_on() {
     let env = Env::start("server_errors").await;
-    for mode in ["503", "reset", "stall"] {
+    for mode in ["502", "503", "reset", "stall"] {
         let spec = json!({"template": template(&faulty_image(mode, "20s"), "true"), "startupTimeout": "150s"});
         env.create(&format!("pull-{mode}"), spec).await;
     }
-    for mode in ["503", "reset", "stall"] {
+    for mode in ["502", "503", "reset", "stall"] {
         let mut seen = vec![];
         let t = env.wait_finished(&format!("pull-{mode}"), Duration::from_secs(200), &mut seen).await;
         assert_eq!(phase(&t), "Succeeded", "{mode}: {}\nseen: {seen:#?}", yaml(&t));
