@@ -118,7 +118,6 @@ async fn sigterm_ignoring_container_is_killed_within_its_grace_after_the_deadlin
 /// termination early, so the container is dead by the deadline (within a 2 s margin); and the 20 s budget is not
 /// cut short by whole-second timestamps.
 #[tokio::test]
-#[ignore = "pending operator change: grace bounded by the remaining budget, termination started early; sub-second budgets"]
 async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
     let env = Env::start("sigterm_ignored").await;
     let Stubborn { late, budget } = stubborn_container(&env, 60).await;

@@ -90,7 +90,6 @@ async fn helm_installed_operator_is_ready_leads_once_and_serves_metrics() {
 /// `podtask run` in its image with an API server address nothing answers: it exits within ~10 s with a message
 /// naming the address, and its text log carries no colour codes (stderr is not a terminal in a pod).
 #[tokio::test]
-#[ignore = "pending operator change: fail within ~10 s naming the API server address; no colour codes off a terminal"]
 async fn unreachable_api_server_fails_fast_naming_the_address() {
     let env = Env::start("unreachable_apiserver").await;
     let pod: Pod = serde_json::from_value(json!({
@@ -183,7 +182,6 @@ async fn disruptive_operator_scaled_to_zero_kubelet_enforces_the_deadline() {
 
 /// The same, and the deadline-lag metric doesn't count the time podtask was away while the kubelet acted.
 #[tokio::test]
-#[ignore = "pending operator change: the deadline-lag metric records podtask's own lag only"]
 async fn disruptive_deadline_lag_excludes_time_the_operator_was_away() {
     let env = Env::start_disruptive("lag_while_away").await;
     let sum = operator_away_at_the_deadline(&env).await;

@@ -125,7 +125,6 @@ async fn not_found_and_unauthorized_wait_until_the_startup_timeout() {
 /// A startup timeout is as long as asked: with sub-second start times, a 10 s startup timeout on a pull that never
 /// succeeds ends the task no sooner than 10 s after it was created.
 #[tokio::test]
-#[ignore = "pending operator change: sub-second start times (today a 20 s startup timeout fires after 19.5 s)"]
 async fn startup_timeout_is_not_cut_short() {
     let env = Env::start("startup_precision").await;
     let spec = json!({
