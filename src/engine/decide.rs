@@ -86,7 +86,8 @@ struct Decision<'a> {
     refused: Option<&'a CreateError>,
     cfg: &'a Config,
     now: Timestamp,
-    /// `now` at whole seconds, for anything stored.
+    /// `now` rounded up to whole seconds (all the API server stores), for the times podtask records: a recorded
+    /// end is never before the real one, so a timeout never looks shorter than it was.
     now_s: Timestamp,
     fresh: bool,
     uid: String,
@@ -137,7 +138,7 @@ impl<'a> Decision<'a> {
             refused: seen.create_refused,
             cfg,
             now: seen.now,
-            now_s: deadline::whole_second(seen.now),
+            now_s: deadline::whole_second_ceil(seen.now),
             fresh: seen.fresh,
             uid,
             plan: Plan::default(),
