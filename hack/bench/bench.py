@@ -221,6 +221,8 @@ class Operator:
         env = dict(os.environ, KUBECONFIG=os.path.join(STATE, "kubeconfig"))
         cmd = [os.path.join(ROOT, "target", "release", "podtask"), "run", "--namespaces", ns,
                "--http-addr", f"127.0.0.1:{self.port}", "--log-level", "warn"] + args
+        # e.g. BENCH_OPERATOR_WRAPPER="heaptrack -o target/bench/heap" (CPU/RSS figures then belong to the wrapper)
+        cmd = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split() + cmd
         self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         for _ in range(150):
             if self.get("/readyz") is not None:
@@ -239,13 +241,32 @@ class Operator:
         except OSError:
             return None
 
+    def pid(self):
+        """The operator's own pid: under a wrapper, its descendant running the podtask binary."""
+        exe = os.path.join(ROOT, "target", "release", "podtask")
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{d}/exe") != exe:
+                    continue
+                pid = int(d)
+                while pid > 1:
+                    if pid == self.p.pid:
+                        return int(d)
+                    with open(f"/proc/{pid}/stat") as f:
+                        pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+        return self.p.pid
+
     def stat(self):
-        return proc_stat(self.p.pid)
+        return proc_stat(self.pid())
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
+        os.kill(self.pid(), signal.SIGTERM)
         try:
-            self.p.wait(15)
+            self.p.wait(120)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
