@@ -104,7 +104,7 @@ def main():
     ax.set_xticks(range(len(sizes)), [f"N={n}" for n in sizes])
     ax.set_ylabel("tasks completed per second")
     ax.set_title("Completion rate (higher is better)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     if b:
         names = ["podtask 50 %", "podtask 99 %", "podtask 100 %", "bare client"]
