@@ -408,7 +408,6 @@ def throughput(kind, n, args, label):
         "tasks_per_s": n / t_done if t_done else None, "requests": counts,
     }
     if kind == "podtask":
-        res["succeeded"] = sum(1 for _ in done)
         cpu, hwm, rss = op.stat()
         res.update(cpu_s=cpu, peak_rss_kib=hwm, rss_kib=rss)
         metrics = op.get("/metrics") or ""
