@@ -21,8 +21,9 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-STATE = os.environ["PODTASK_CLUSTER_DIR"]
-PORT = int(os.environ["PODTASK_APISERVER_PORT"])
+# the cluster hack/bench/run.sh starts (run.sh --keep leaves it up for running this script by hand)
+STATE = os.environ.get("PODTASK_CLUSTER_DIR", os.path.expanduser("~/.cache/podtask/cluster-bench"))
+PORT = int(os.environ.get("PODTASK_APISERVER_PORT", "56443"))
 AUDIT = os.path.join(STATE, "logs", "audit.log")
 UA = "podtask-bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
