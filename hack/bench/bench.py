@@ -583,6 +583,9 @@ def _tasks_running(op):
 
 def set_kcm(budget):
     """Restart kube-controller-manager at its defaults or with podtask's (unthrottled) API budget."""
+    if "PODTASK_CLUSTER_DIR" not in os.environ or "PODTASK_KCM_PORT" not in os.environ:
+        # cluster.sh would otherwise act on the default cluster
+        raise SystemExit("Job phases restart kube-controller-manager: run them through hack/bench/run.sh")
     extra = "--kube-api-qps=1000 --kube-api-burst=1000 --concurrent-job-syncs=50" if budget == "equal" else ""
     if os.environ.get("PODTASK_KCM_EXTRA_ARGS", "") == extra and component_pid("kube-controller-manager"):
         return
