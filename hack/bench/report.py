@@ -8,6 +8,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "podtask"  # stable ids: the same results give the same file
 import matplotlib.pyplot as plt  # noqa: E402
 
 CTL = {"podtask": "podtask", "job-defaults": "job-controller", "job-equal": "job-controller"}
