@@ -12,3 +12,4 @@ pub mod preflight;
 pub mod reconciler;
 pub mod run;
 pub mod telemetry;
+pub mod throttle;

@@ -176,20 +176,37 @@ pub(crate) fn short_error(e: &kube::Error) -> String {
 }
 
 /// One pass: read (the cache) → decide → (read fresh → decide, when the engine asks) → act. A create that the
-/// API server refuses, or that finds the pod already there, is one more observation to decide on.
-async fn reconcile_task(task: &PodTask, ctx: &Context) -> Result<Action, Error> {
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let mut seen = Seen::from_cache(task, ctx);
-    // Each round learns something new (a fresh pod, a refusal, an adopted pod), so three always suffice.
-    for _ in 0..3 {
-        match engine::decide(task, seen.observed(ctx.now()), &ctx.config) {
+/// API server refuses, or that finds the pod already there, is one more observation to decide on; so is a task
+/// that changed since the cache saw it (read before every launch, so a stale cache never relaunches an attempt).
+async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut task = std::borrow::Cow::Borrowed(cached);
+    let mut seen = Seen::from_cache(cached, ctx);
+    // Each round learns something new (a fresh pod or task, a refusal, an adopted pod), so four always suffice.
+    for _ in 0..4 {
+        match engine::decide(&task, seen.observed(ctx.now()), &ctx.config) {
             Next::ReadFresh(pod) if !seen.fresh => seen.read_fresh(&pods_api, &pod).await?,
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
             Next::ReadFresh(_) => break,
+            Next::Act(plan) if plan.create.is_none() => return act(&task, *plan, &pods_api, ctx).await,
+            Next::Act(_) if !seen.task_fresh => {
+                seen.task_fresh = true;
+                let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &ns);
+                match api.get_opt(&task.name_any()).await? {
+                    Some(fresh) if fresh.uid() == task.uid() => {
+                        if fresh.resource_version() != task.resource_version() {
+                            debug!("the cached task was stale: deciding again on a fresh read before launching");
+                            task = std::borrow::Cow::Owned(fresh);
+                        }
+                    }
+                    _ => return Ok(Action::await_change()),
+                }
+            }
             Next::Act(mut plan) => {
-                let Some(pod) = plan.create.take() else { return act(task, *plan, &pods_api, ctx).await };
+                let pod = plan.create.take().expect("a plan with a pod to create");
                 match create_pod(&pods_api, &pod, &seen.uid, ctx).await? {
-                    Created::Yes => return act(task, *plan, &pods_api, ctx).await,
+                    Created::Yes => return act(&task, *plan, &pods_api, ctx).await,
                     Created::Adopted(existing) => seen.adopt(*existing),
                     Created::Refused(error) => seen.refused = Some(error),
                 }
@@ -205,13 +222,21 @@ struct Seen {
     pods: Vec<Pod>,
     /// The pods were read from the API server, not the cache.
     fresh: bool,
+    /// The task was read from the API server (before a launch).
+    task_fresh: bool,
     refused: Option<CreateError>,
 }
 
 impl Seen {
     /// The task's pods from the watch cache.
     fn from_cache(task: &PodTask, ctx: &Context) -> Self {
-        Self { uid: task.uid().unwrap_or_default(), pods: ctx.pods_of(task), fresh: false, refused: None }
+        Self {
+            uid: task.uid().unwrap_or_default(),
+            pods: ctx.pods_of(task),
+            fresh: false,
+            task_fresh: false,
+            refused: None,
+        }
     }
 
     fn observed(&self, now: Timestamp) -> Observed<'_> {
