@@ -21,8 +21,9 @@ import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-STATE = os.environ["PODTASK_CLUSTER_DIR"]
-PORT = int(os.environ["PODTASK_APISERVER_PORT"])
+# the cluster hack/bench/run.sh starts (run.sh --keep leaves it up for running this script by hand)
+STATE = os.environ.get("PODTASK_CLUSTER_DIR", os.path.expanduser("~/.cache/podtask/cluster-bench"))
+PORT = int(os.environ.get("PODTASK_APISERVER_PORT", "56443"))
 AUDIT = os.path.join(STATE, "logs", "audit.log")
 UA = "podtask-bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -221,6 +222,8 @@ class Operator:
         env = dict(os.environ, KUBECONFIG=os.path.join(STATE, "kubeconfig"))
         cmd = [os.path.join(ROOT, "target", "release", "podtask"), "run", "--namespaces", ns,
                "--http-addr", f"127.0.0.1:{self.port}", "--log-level", "warn"] + args
+        # e.g. BENCH_OPERATOR_WRAPPER="heaptrack -o target/bench/heap" (CPU/RSS figures then belong to the wrapper)
+        cmd = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split() + cmd
         self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
         for _ in range(150):
             if self.get("/readyz") is not None:
@@ -239,13 +242,32 @@ class Operator:
         except OSError:
             return None
 
+    def pid(self):
+        """The operator's own pid: under a wrapper, its descendant running the podtask binary."""
+        exe = os.path.join(ROOT, "target", "release", "podtask")
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                if os.readlink(f"/proc/{d}/exe") != exe:
+                    continue
+                pid = int(d)
+                while pid > 1:
+                    if pid == self.p.pid:
+                        return int(d)
+                    with open(f"/proc/{pid}/stat") as f:
+                        pid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError):
+                continue
+        return self.p.pid
+
     def stat(self):
-        return proc_stat(self.p.pid)
+        return proc_stat(self.pid())
 
     def stop(self):
-        self.p.send_signal(signal.SIGTERM)
+        os.kill(self.pid(), signal.SIGTERM)
         try:
-            self.p.wait(15)
+            self.p.wait(120)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
@@ -387,7 +409,6 @@ def throughput(kind, n, args, label):
         "tasks_per_s": n / t_done if t_done else None, "requests": counts,
     }
     if kind == "podtask":
-        res["succeeded"] = sum(1 for _ in done)
         cpu, hwm, rss = op.stat()
         res.update(cpu_s=cpu, peak_rss_kib=hwm, rss_kib=rss)
         metrics = op.get("/metrics") or ""
@@ -562,6 +583,9 @@ def _tasks_running(op):
 
 def set_kcm(budget):
     """Restart kube-controller-manager at its defaults or with podtask's (unthrottled) API budget."""
+    if "PODTASK_CLUSTER_DIR" not in os.environ or "PODTASK_KCM_PORT" not in os.environ:
+        # cluster.sh would otherwise act on the default cluster
+        raise SystemExit("Job phases restart kube-controller-manager: run them through hack/bench/run.sh")
     extra = "--kube-api-qps=1000 --kube-api-burst=1000 --concurrent-job-syncs=50" if budget == "equal" else ""
     if os.environ.get("PODTASK_KCM_EXTRA_ARGS", "") == extra and component_pid("kube-controller-manager"):
         return

@@ -8,6 +8,7 @@ import sys
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.hashsalt"] = "podtask"  # stable ids: the same results give the same file
 import matplotlib.pyplot as plt  # noqa: E402
 
 CTL = {"podtask": "podtask", "job-defaults": "job-controller", "job-equal": "job-controller"}
@@ -104,7 +105,7 @@ def main():
     ax.set_xticks(range(len(sizes)), [f"N={n}" for n in sizes])
     ax.set_ylabel("tasks completed per second")
     ax.set_title("Completion rate (higher is better)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     ax = axes[1]
     if b:
         names = ["podtask 50 %", "podtask 99 %", "podtask 100 %", "bare client"]

@@ -4,7 +4,8 @@
 #     N...     throughput sizes (default 1000); --quick: 100 tasks, one repeat, small burst/spread/scale points
 #     --keep   leave the benchmark cluster running afterwards
 # Writes target/bench/results.json, target/bench/table.md and docs/performance.svg.
-# Extra settings: BENCH_REPEATS, BENCH_SCALE ("100 1000 5000 10000"), BENCH_PHASES, BENCH_OPERATOR_ARGS.
+# Extra settings: BENCH_REPEATS, BENCH_SCALE ("100 1000 5000 10000"), BENCH_PHASES, BENCH_OPERATOR_ARGS (default: the
+# Job controller's "equal" budget, --kube-api-qps=1000 --kube-api-burst=1000).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 quick=0 keep=0 sizes=()
@@ -40,6 +41,6 @@ export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
 target/release/podtask crd | "$(hack/cluster.sh bin-dirs | head -1)/kubectl" apply --server-side -f - >/dev/null
 target/release/podtask crd wait >/dev/null
 python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,burst,spread,scale}" \
-	--operator-args "${BENCH_OPERATOR_ARGS:-}" --out target/bench/results.json
+	--operator-args "${BENCH_OPERATOR_ARGS---kube-api-qps=1000 --kube-api-burst=1000}" --out target/bench/results.json
 python3 hack/bench/report.py target/bench/results.json docs/performance.svg >target/bench/table.md
 cat target/bench/table.md
