@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, future};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -64,14 +64,13 @@ pub async fn run_scope(
     let (tasks_synced_tx, mut tasks_synced) = watch::channel(false);
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
 
-    // Only podtask's pods, without managedFields: the cache stays proportional to podtask's own work.
+    // Only podtask's pods, and of each only what the engine reads: the cache stays proportional to podtask's own
+    // work and small per pod.
     let (pod_reader, pod_writer) = reflector::store();
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
     let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
         .default_backoff()
-        .modify(|p: &mut Pod| {
-            p.managed_fields_mut().clear();
-        })
+        .modify(trim_pod)
         .reflect(pod_writer)
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
@@ -79,6 +78,7 @@ pub async fn run_scope(
     let (tasks_reader, tasks_writer) = reflector::store();
     let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(trim_task)
         .reflect(tasks_writer)
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
@@ -150,6 +150,28 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
         warn!(error = %super::reconciler::short_error(raw), "watch failed; retrying");
     }
 }
+
+/// What the engine never reads of a pod: managedFields, and the pod spec but for the three fields it does read.
+fn trim_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    if let Some(spec) = pod.spec.take() {
+        pod.spec = Some(PodSpec {
+            node_name: spec.node_name,
+            termination_grace_period_seconds: spec.termination_grace_period_seconds,
+            active_deadline_seconds: spec.active_deadline_seconds,
+            ..PodSpec::default()
+        });
+    }
+}
+
+/// What podtask never reads of a PodTask: managedFields and kubectl's copy of the last applied manifest (the
+/// whole spec again). A status write sends only the status, so nothing is lost.
+fn trim_task(task: &mut Watched) {
+    task.managed_fields_mut().clear();
+    task.annotations_mut().remove(LAST_APPLIED);
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A watch delivered its first complete list (and the reflector before this point stored it).
 fn mark_synced<K>(event: &watcher::Event<K>, synced: &watch::Sender<bool>) {

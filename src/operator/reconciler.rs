@@ -323,7 +323,7 @@ async fn act(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> 
         delete_task(task, ctx).await?;
     }
     for e in &plan.events {
-        publish(task, e, ctx).await;
+        publish(task, e, ctx);
     }
     Ok(match plan.requeue_at {
         Some(at) => Action::requeue(until(ctx.now(), at)),
@@ -410,8 +410,18 @@ fn observe_transition(old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
     }
 }
 
-async fn publish(task: &PodTask, e: &engine::Event, ctx: &Context) {
-    publish_to(&task.object_ref(&()), e, ctx).await;
+/// Events are sent in the background: a reconcile (and its permit) never waits on one.
+fn publish(task: &PodTask, e: &engine::Event, ctx: &Context) {
+    let (events, regarding, e) = (ctx.events.clone(), task.object_ref(&()), e.clone());
+    let span = tracing::Span::current();
+    tokio::spawn(
+        async move {
+            if let Err(err) = events.publish(&e, &regarding).await {
+                warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
+            }
+        }
+        .instrument(span),
+    );
 }
 
 async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Context) {
