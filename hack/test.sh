@@ -5,6 +5,8 @@
 #   3. chart and GitOps checks: helm lint/template, RBAC/security assertions, the Argo CD Lua health check
 #   4. end to end: a real local control plane (built from the Go module proxy on first use and cached under
 #      ~/.cache/podtask), the real podtask binary, every behaviour of the contract
+#   5. fault suite, short version (hack/faults.sh): a mixed load on a second control plane whose components it kills,
+#      with an invariant checker (skip with PODTASK_SKIP_FAULTS=1)
 # The cluster is stopped afterwards unless PODTASK_KEEP_CLUSTER=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,7 +17,7 @@ started=$SECONDS
 if [[ ${PODTASK_SKIP_LINT:-0} != 1 ]]; then
 	step "lint"
 	cargo fmt --check
-	cargo clippy --all-targets --features e2e -- -D warnings
+	cargo clippy --all-targets --features e2e,faults -- -D warnings
 fi
 
 step "unit tests"
@@ -37,5 +39,13 @@ PODTASK_BIN=target/debug/podtask deploy/test/operator-rbac-e2e.sh
 step "end-to-end suite"
 cargo test --features e2e --test e2e -- --nocapture 2>&1 | tee target/e2e.log | grep -E "^test |MEASURE|test result|panicked|FAILED" || true
 grep -q "^test result: ok" target/e2e.log
+
+if [[ ${PODTASK_SKIP_FAULTS:-0} != 1 ]]; then
+	step "fault suite (short)"
+	# its own cluster (other state dir and ports): it kills and restarts control-plane components
+	env -u KUBECONFIG hack/faults.sh 2>&1 | tee target/faults.log |
+		grep -E "^test |MEASURE|VIOLATION|test result|panicked|FAILED" || true
+	grep -q "^test result: ok" target/faults.log
+fi
 
 step "done in $((SECONDS - started))s"

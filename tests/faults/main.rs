@@ -354,7 +354,11 @@ async fn mixed_load_under_faults() {
     let gone = checker.book.lock().expect("book").watch_gone - gone_before;
     let op_gone: usize = replicas
         .iter()
-        .map(|r| count_lines(&r.log, |l| l.contains("410") || l.contains("Expired") || l.contains("too old")))
+        .map(|r| {
+            count_lines(&r.log, |l| {
+                l.contains("too old resource version") || l.contains("410 Gone") || l.contains("Expired")
+            })
+        })
         .sum();
     for r in &mut replicas {
         r.kill();
@@ -375,6 +379,7 @@ async fn mixed_load_under_faults() {
     failovers_ms.sort();
     recoveries_ms.sort();
     println!("faults: outcomes {outcomes:?}");
+    println!("faults: checker watch errors {:?}", book.error_kinds);
     let spans: Vec<String> =
         windows.iter().map(|w| format!("{} {:.1}s", w.what, w.to.duration_since(w.from).as_secs_f64())).collect();
     println!("faults: fault windows {spans:?}");
