@@ -307,7 +307,8 @@ def check_deployment(dep, a, namespaces, leader, sa_name, rel_ns):
     else:
         check(not ns_args, f"cluster mode must not restrict namespaces: {ns_args}")
     for flag in ("--http-addr=", "--log-format=", "--log-level=", "--default-startup-timeout=",
-                 "--config-error-grace=", "--min-rate-limit-backoff=", "--concurrency="):
+                 "--config-error-grace=", "--min-rate-limit-backoff=", "--concurrency=",
+                 "--kube-api-qps=", "--kube-api-burst="):
         check(any(x.startswith(flag) for x in args), f"{flag} missing from args")
     env = {e["name"]: e for e in c.get("env", [])}
     for name, path in (("POD_NAME", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):

@@ -71,7 +71,7 @@ fn a_fresh_pod_is_not_reported_as_starting_within_the_settle_time() {
     let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.4Z"));
     assert_eq!(plan.status, task.status.clone().unwrap(), "still PodCreated: nothing written");
     assert!(plan.create.is_none(), "never a second pod");
-    assert_eq!(plan.requeue_at, Some(t(1)));
+    assert_eq!(plan.requeue_at, Some(t(2)), "when the settle time is over");
 }
 
 #[test]

@@ -9,6 +9,8 @@ mod decide;
 pub mod failure_policy;
 pub mod naming;
 pub mod pod;
+#[cfg(test)]
+mod properties;
 pub mod retry;
 pub mod status;
 #[cfg(test)]
@@ -33,8 +35,9 @@ pub struct Config {
     pub config_error_grace: StdDuration,
     /// The least wait before retrying an attempt that saw registry rate limiting.
     pub min_rate_limit_backoff: StdDuration,
-    /// How long after creating a pod podtask waits before reporting "Starting": most pods start sooner, and
-    /// skipping that write keeps a successful task to two status writes.
+    /// How long after creating a pod (and reporting `PodCreated`) podtask waits before reporting its progress
+    /// (`Running`, or what it waits for): a short task is then over before that, and a successful one takes two
+    /// status writes (PodCreated, Succeeded), four API writes in all with its pod's create and delete.
     pub status_settle: StdDuration,
     /// Wait before retrying a pod create refused by a ResourceQuota or by the operator's own RBAC.
     pub create_retry: StdDuration,
@@ -46,7 +49,7 @@ impl Config {
         startup_timeout: StdDuration::from_secs(300),
         config_error_grace: StdDuration::from_secs(30),
         min_rate_limit_backoff: StdDuration::from_secs(60),
-        status_settle: StdDuration::from_secs(1),
+        status_settle: StdDuration::from_secs(2),
         create_retry: StdDuration::from_secs(15),
     };
 }

@@ -8,7 +8,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::{events::Publisher, metrics::Metrics};
+use super::{api_health::ApiHealth, events::Publisher, metrics::Metrics};
 use crate::{
     crd::PodTask,
     engine::{self, naming, pod::is_owned_by},
@@ -34,6 +34,8 @@ pub struct Context {
     pub failures: Failures,
     /// Reconciles in flight, operator-wide (across watched namespaces).
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// Whether the API server can be used now, operator-wide.
+    pub api: Arc<ApiHealth>,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.

@@ -14,9 +14,10 @@ use kube::{
     },
 };
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
+    api_health::ApiHealth,
     context::{Clock, Context},
     events::Publisher,
     metrics::Metrics,
@@ -34,6 +35,8 @@ pub struct Settings {
     pub config: engine::Config,
     /// Reconciles in flight at once, shared by every scope of the operator.
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// The API server's health, shared by every scope.
+    pub api: Arc<ApiHealth>,
     pub reporter_instance: String,
 }
 
@@ -75,6 +78,7 @@ pub async fn run_scope(
 
     let (tasks_reader, tasks_writer) = reflector::store();
     let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
+        .default_backoff()
         .reflect(tasks_writer)
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
@@ -95,6 +99,7 @@ pub async fn run_scope(
         clock,
         failures: Default::default(),
         permits: settings.permits.clone(),
+        api: settings.api.clone(),
     });
 
     let scope = settings.namespace.clone().unwrap_or_else(|| "all namespaces".into());
@@ -119,6 +124,8 @@ pub async fn run_scope(
                 }
                 // error_policy has logged it already.
                 Err(ControllerError::ReconcilerFailed(..)) => {}
+                // A watch failed: the API's trouble is logged once by ApiHealth; a 410 Gone is a routine relist.
+                Err(ControllerError::QueueError(e)) => watch_failed(&e, &failures.api),
                 Err(other) => warn!(error = %other, "controller"),
                 Ok(_) => {}
             }
@@ -126,6 +133,22 @@ pub async fn run_scope(
         })
         .await;
     info!("controller stopped");
+}
+
+fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
+    let raw = match error {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            e
+        }
+        watcher::Error::WatchError(status) => {
+            debug!(code = status.code, reason = %status.reason, "watch ended by the API server; relisting");
+            return;
+        }
+        watcher::Error::NoResourceVersion => return warn!("a watch result had no resourceVersion"),
+    };
+    if api.report(raw).is_none() {
+        warn!(error = %super::reconciler::short_error(raw), "watch failed; retrying");
+    }
 }
 
 /// A watch delivered its first complete list (and the reflector before this point stored it).

@@ -1,5 +1,6 @@
 //! The shell: everything that talks to the API server, the network or the process.
 
+pub mod api_health;
 pub mod context;
 pub mod controller;
 pub mod error;
@@ -11,3 +12,4 @@ pub mod preflight;
 pub mod reconciler;
 pub mod run;
 pub mod telemetry;
+pub mod throttle;

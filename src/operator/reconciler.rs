@@ -26,6 +26,8 @@ use crate::{
 
 /// Wait after a write lost a race with a newer version of the task (the watch brings that version shortly).
 const STALE_RETRY: StdDuration = StdDuration::from_millis(250);
+/// Look again this soon after a failure of the whole API: the reconcile then waits until the API is usable.
+const API_TROUBLE_RETRY: StdDuration = StdDuration::from_millis(200);
 /// Wait after the first API error; it doubles with each further failure in a row, up to ERROR_RETRY_MAX.
 const ERROR_RETRY: StdDuration = StdDuration::from_secs(1);
 const ERROR_RETRY_MAX: StdDuration = StdDuration::from_secs(300);
@@ -42,6 +44,8 @@ pub type Watched = DeserializeGuard<PodTask>;
 
 /// Reconcile one PodTask.
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // While the API server is down or throttling, every reconcile waits here (without a task-by-task backoff).
+    ctx.api.usable().await;
     let _permit = ctx.permits.acquire().await.expect("the reconcile semaphore is never closed");
     let _timer = ctx.metrics.time_reconcile();
     let key = key_of(&object);
@@ -66,6 +70,11 @@ pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> A
             Action::requeue(STALE_RETRY)
         }
         Error::Kube(e) => {
+            if ctx.api.report(e).is_some() {
+                // The whole API is in trouble (logged once by ApiHealth); the next reconcile waits for it.
+                debug!(%task, error = %short_error(e), "reconcile failed with the API");
+                return Action::requeue(API_TROUBLE_RETRY);
+            }
             let wait = error_backoff(ctx.failures.record(&task));
             warn!(%task, error = %short_error(e), "reconcile failed; retrying in {wait:?}");
             Action::requeue(wait)
@@ -158,7 +167,7 @@ fn unreadable_field(object: &DynamicObject) -> Option<String> {
 }
 
 /// An API error without the response body's details beyond its status line (bodies can quote pod templates).
-fn short_error(e: &kube::Error) -> String {
+pub(crate) fn short_error(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
         kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
@@ -167,20 +176,37 @@ fn short_error(e: &kube::Error) -> String {
 }
 
 /// One pass: read (the cache) → decide → (read fresh → decide, when the engine asks) → act. A create that the
-/// API server refuses, or that finds the pod already there, is one more observation to decide on.
-async fn reconcile_task(task: &PodTask, ctx: &Context) -> Result<Action, Error> {
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
-    let mut seen = Seen::from_cache(task, ctx);
-    // Each round learns something new (a fresh pod, a refusal, an adopted pod), so three always suffice.
-    for _ in 0..3 {
-        match engine::decide(task, seen.observed(ctx.now()), &ctx.config) {
+/// API server refuses, or that finds the pod already there, is one more observation to decide on; so is a task
+/// that changed since the cache saw it (read before every launch, so a stale cache never relaunches an attempt).
+async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error> {
+    let ns = cached.namespace().unwrap_or_default();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut task = std::borrow::Cow::Borrowed(cached);
+    let mut seen = Seen::from_cache(cached, ctx);
+    // Each round learns something new (a fresh pod or task, a refusal, an adopted pod), so four always suffice.
+    for _ in 0..4 {
+        match engine::decide(&task, seen.observed(ctx.now()), &ctx.config) {
             Next::ReadFresh(pod) if !seen.fresh => seen.read_fresh(&pods_api, &pod).await?,
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
             Next::ReadFresh(_) => break,
+            Next::Act(plan) if plan.create.is_none() => return act(&task, *plan, &pods_api, ctx).await,
+            Next::Act(_) if !seen.task_fresh => {
+                seen.task_fresh = true;
+                let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &ns);
+                match api.get_opt(&task.name_any()).await? {
+                    Some(fresh) if fresh.uid() == task.uid() => {
+                        if fresh.resource_version() != task.resource_version() {
+                            debug!("the cached task was stale: deciding again on a fresh read before launching");
+                            task = std::borrow::Cow::Owned(fresh);
+                        }
+                    }
+                    _ => return Ok(Action::await_change()),
+                }
+            }
             Next::Act(mut plan) => {
-                let Some(pod) = plan.create.take() else { return act(task, *plan, &pods_api, ctx).await };
+                let pod = plan.create.take().expect("a plan with a pod to create");
                 match create_pod(&pods_api, &pod, &seen.uid, ctx).await? {
-                    Created::Yes => return act(task, *plan, &pods_api, ctx).await,
+                    Created::Yes => return act(&task, *plan, &pods_api, ctx).await,
                     Created::Adopted(existing) => seen.adopt(*existing),
                     Created::Refused(error) => seen.refused = Some(error),
                 }
@@ -196,13 +222,21 @@ struct Seen {
     pods: Vec<Pod>,
     /// The pods were read from the API server, not the cache.
     fresh: bool,
+    /// The task was read from the API server (before a launch).
+    task_fresh: bool,
     refused: Option<CreateError>,
 }
 
 impl Seen {
     /// The task's pods from the watch cache.
     fn from_cache(task: &PodTask, ctx: &Context) -> Self {
-        Self { uid: task.uid().unwrap_or_default(), pods: ctx.pods_of(task), fresh: false, refused: None }
+        Self {
+            uid: task.uid().unwrap_or_default(),
+            pods: ctx.pods_of(task),
+            fresh: false,
+            task_fresh: false,
+            refused: None,
+        }
     }
 
     fn observed(&self, now: Timestamp) -> Observed<'_> {

@@ -26,6 +26,7 @@ use crate::{
 const POD: &str = "job-0f0f0-1";
 const PODS: &str = "/api/v1/namespaces/ns/pods";
 const POD_PATH: &str = "/api/v1/namespaces/ns/pods/job-0f0f0-1";
+const TASK: &str = "/apis/podtask.dev/v1alpha1/namespaces/ns/podtasks/job";
 const STATUS: &str = "/apis/podtask.dev/v1alpha1/namespaces/ns/podtasks/job/status";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
@@ -46,6 +47,7 @@ async fn a_new_task_creates_one_pod_then_reports_it() {
         assert_eq!((&owner["controller"], &owner["blockOwnerDeletion"]), (&json!(true), &json!(true)));
         let stored = stored(create.body.clone(), "pod-uid-1");
         create.respond(201, &stored);
+        assert_eq!(api.task_reads, 1, "the task is read fresh before the launch");
         // Only after the pod exists: kstatus reads a task without status as done, so it is reported at once.
         let put = api.expect(Method::PUT, STATUS).await;
         let status = written_status(&put.body);
@@ -57,6 +59,25 @@ async fn a_new_task_creates_one_pod_then_reports_it() {
     .await;
     assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(300)), "startup timeout");
     assert_eq!(events, ["PodCreated"]);
+}
+
+/// The cache still holds the task as it was before its last status write (attempt 1 launched), and the pod is
+/// gone from the cache: the fresh read before a launch shows the truth, so attempt 1 is not launched again.
+#[tokio::test]
+async fn a_stale_cached_task_never_relaunches_an_attempt() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let current = reported(task.clone(), std::slice::from_ref(&pod), t(1));
+    let (result, _) = reconcile_against(task, vec![], t(5), |mut api| async move {
+        api.task = serde_json::to_value(&current).expect("json");
+        api.task.as_object_mut().unwrap().get_mut("metadata").unwrap()["resourceVersion"] = json!("7");
+        // Deciding again on the fresh task: attempt 1 is under way and its pod is missing from the cache, so the
+        // pod is read fresh (and found) rather than created.
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&pod));
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
 }
 
 // ---- AlreadyExists ----
@@ -293,6 +314,7 @@ where
 {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    let api_client = client.clone();
     let (pods, mut writer) = reflector::store::<Pod>();
     for pod in cache {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
@@ -306,8 +328,10 @@ where
         clock: Arc::new(move || now),
         failures: Default::default(),
         permits: Arc::new(tokio::sync::Semaphore::new(1)),
+        api: crate::operator::api_health::ApiHealth::new(api_client),
     });
-    let script = script(ApiServer { handle, events: vec![] });
+    let stored_task = serde_json::to_value(&task).expect("task JSON");
+    let script = script(ApiServer { handle, events: vec![], task: stored_task, task_reads: 0 });
     let server = tokio::spawn(async move { script.await.done().await });
     // A guard against a script and a reconcile waiting on each other, not a timing claim.
     let result = tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx))
@@ -323,6 +347,9 @@ struct ApiServer {
     handle: Handle<Request<Body>, Response<Body>>,
     /// Reasons of the Events recorded so far.
     events: Vec<String>,
+    /// The task as the API server has it: the answer to a GET of the task (podtask reads it before a launch).
+    task: Value,
+    task_reads: usize,
 }
 
 /// One request the script expected, with its JSON body.
@@ -367,6 +394,12 @@ impl ApiServer {
             let bytes = body.collect_bytes().await.expect("request body");
             let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
             let path = parts.uri.path().to_owned();
+            if parts.method == Method::GET && path == TASK {
+                self.task_reads += 1;
+                let task = self.task.clone();
+                respond(reply, 200, &task);
+                continue;
+            }
             if path == EVENTS || path.starts_with(&format!("{EVENTS}/")) {
                 if let Some(reason) = body["reason"].as_str() {
                     self.events.push(reason.to_owned());

@@ -4,11 +4,11 @@ use std::{net::SocketAddr, sync::Arc};
 
 use clap::Args;
 use futures::future;
-use kube::Client;
 use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::{
+    api_health::ApiHealth,
     context::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
@@ -17,6 +17,7 @@ use super::{
     metrics::Metrics,
     preflight,
     telemetry::{self, LogFormat},
+    throttle::ThrottleLayer,
 };
 use crate::{duration::Duration, engine};
 
@@ -50,6 +51,15 @@ pub struct RunArgs {
     /// PodTasks reconciled in parallel, operator-wide (across all watched namespaces).
     #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+
+    /// Average requests per second to the API server (client-side limit, as kube-controller-manager's
+    /// --kube-api-qps); 0: no limit.
+    #[arg(long, env = "PODTASK_KUBE_API_QPS", default_value_t = 500)]
+    pub kube_api_qps: u32,
+
+    /// Requests the client may send in a burst above --kube-api-qps.
+    #[arg(long, env = "PODTASK_KUBE_API_BURST", default_value_t = 1000)]
+    pub kube_api_burst: u32,
 
     /// Hold a Lease before reconciling, so that of several replicas only one acts.
     #[arg(long, env = "PODTASK_LEADER_ELECT", default_value_t = false)]
@@ -126,7 +136,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let mut config = kube::Config::infer().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| StartupError::Kubeconfig(e.to_string()))?
+        .with_layer(&ThrottleLayer::new(args.kube_api_qps, args.kube_api_burst))
+        .build();
     info!(%server, "checking the API server");
     preflight::check_api(&client, &scopes, &server).await?;
     if !args.skip_rbac_check {
@@ -176,6 +189,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
     let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let api = ApiHealth::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];
@@ -187,6 +201,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             namespace: scope,
             config: args.engine_config(),
             permits: permits.clone(),
+            api: api.clone(),
             reporter_instance: identity.clone(),
         };
         controller::run_scope(

@@ -334,8 +334,6 @@ pub struct PodSeen {
     pub task: Option<String>,
     pub attempt: Option<u32>,
     pub first_seen: Timestamp,
-    /// metadata.creationTimestamp (whole seconds).
-    pub created: Option<Timestamp>,
     /// First time the pod was seen in phase Running.
     pub running_seen: Option<Timestamp>,
     /// First time the pod was seen with a deletionTimestamp (or gone, if that was never seen).
@@ -359,7 +357,6 @@ fn record(book: &PodBook, pod: &Pod, deleted: bool) {
         task: pod.labels().get(naming::LABEL_TASK).cloned(),
         attempt: pod.labels().get(naming::LABEL_ATTEMPT).and_then(|a| a.parse().ok()),
         first_seen: at,
-        created: pod.creation_timestamp().map(|t| t.0),
         running_seen: None,
         deletion_seen: None,
         gone: None,

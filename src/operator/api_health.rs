@@ -1,0 +1,220 @@
+//! Whether the API server can be used right now, for the whole operator.
+//!
+//! When the API server is unreachable, failing (5xx) or throttling podtask (429), that is one fact about the
+//! operator, not a thousand facts about its tasks: it is logged once when it starts and once when it ends, every
+//! reconcile waits on it instead of backing off on its own (so nothing spins, and a deadline that passed meanwhile
+//! is acted on as soon as the API answers again), and a 429's Retry-After pauses every request.
+
+use std::time::{Duration, Instant};
+
+use kube::Client;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// How often an unreachable API server is probed (`GET /version`): small, so that work resumes within about a
+/// second of its return.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// The pause after a 429 that did not say how long to wait.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The longest pause a 429's Retry-After can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    Usable,
+    /// Unreachable or failing since this instant; a prober is running.
+    Down(Instant),
+    /// Throttled: no requests before this instant.
+    Paused(Instant),
+}
+
+/// What kind of failure an API error is, for the whole operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// The API server did not answer, or answered 5xx: everything waits until it answers again.
+    Down,
+    /// 429: everything waits this long.
+    Throttled(Duration),
+}
+
+/// Does this error concern the whole API rather than one task?
+pub fn trouble(error: &kube::Error) -> Option<Trouble> {
+    match error {
+        kube::Error::Api(s) if s.code == 429 => {
+            let after = s.details.as_ref().map(|d| Duration::from_secs(u64::from(d.retry_after_seconds)));
+            Some(Trouble::Throttled(after.filter(|d| !d.is_zero()).unwrap_or(DEFAULT_RETRY_AFTER)))
+        }
+        kube::Error::Api(s) if (500..600).contains(&s.code) => Some(Trouble::Down),
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => Some(Trouble::Down),
+        _ => None,
+    }
+}
+
+/// The operator's view of the API server, shared by every reconcile and watch.
+pub struct ApiHealth {
+    client: Client,
+    state: watch::Sender<State>,
+}
+
+impl ApiHealth {
+    pub fn new(client: Client) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { client, state: watch::Sender::new(State::Usable) })
+    }
+
+    /// Wait until the API server may be used: while it is down or has asked podtask to back off.
+    pub async fn usable(&self) {
+        let mut rx = self.state.subscribe();
+        loop {
+            let state = *rx.borrow_and_update();
+            match state {
+                State::Usable => return,
+                State::Paused(until) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until.into()) => {
+                            self.state.send_if_modified(|s| {
+                                let done = *s == State::Paused(until);
+                                if done { *s = State::Usable; }
+                                done
+                            });
+                        }
+                        _ = rx.changed() => {}
+                    }
+                }
+                State::Down(_) => {
+                    if rx.changed().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A request failed. If the failure concerns the whole API, every reconcile now waits (and it is logged once).
+    /// Returns what kind of failure it was; None for a failure of one request only.
+    pub fn report(self: &std::sync::Arc<Self>, error: &kube::Error) -> Option<Trouble> {
+        let trouble = trouble(error)?;
+        match trouble {
+            Trouble::Down => {
+                let started = self.state.send_if_modified(|s| {
+                    let starts = !matches!(s, State::Down(_));
+                    if starts {
+                        *s = State::Down(Instant::now());
+                    }
+                    starts
+                });
+                if started {
+                    warn!(error = %crate::operator::reconciler::short_error(error), "the API server is unreachable or failing: every task waits until it answers");
+                    tokio::spawn(self.clone().probe());
+                }
+            }
+            Trouble::Throttled(after) => {
+                let until = Instant::now() + after.min(MAX_RETRY_AFTER);
+                let began = self.state.send_if_modified(|s| match s {
+                    State::Usable => {
+                        *s = State::Paused(until);
+                        true
+                    }
+                    State::Paused(old) if *old < until => {
+                        *s = State::Paused(until);
+                        false
+                    }
+                    _ => false,
+                });
+                if began {
+                    warn!(retry_after = ?after, "the API server is throttling podtask (429): every request pauses");
+                }
+            }
+        }
+        Some(trouble)
+    }
+
+    /// Probe the API server until it answers; then let every reconcile go on. Logs a line at 1, 2, 4, 8, …
+    /// seconds of outage, not at every probe.
+    async fn probe(self: std::sync::Arc<Self>) {
+        let mut next_log = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            let State::Down(since) = *self.state.borrow() else { return };
+            match self.client.apiserver_version().await {
+                Ok(_) => {
+                    info!(outage = ?since.elapsed(), "the API server answers again: resuming");
+                    self.state.send_replace(State::Usable);
+                    return;
+                }
+                Err(e) if since.elapsed() >= next_log => {
+                    warn!(outage_s = since.elapsed().as_secs(), error = %crate::operator::reconciler::short_error(&e), "the API server is still unreachable");
+                    next_log *= 2;
+                }
+                Err(e) => debug!(error = %crate::operator::reconciler::short_error(&e), "API server probe failed"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::{Status, response::StatusDetails};
+
+    fn api_error(code: u16, retry_after: u32) -> kube::Error {
+        let mut s = Status::failure("x", "y").with_code(code);
+        s.details = Some(StatusDetails {
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            causes: vec![],
+            retry_after_seconds: retry_after,
+        });
+        kube::Error::Api(Box::new(s))
+    }
+
+    /// Down: every caller waits (no request of theirs goes out) until a probe of /version succeeds; then all go on.
+    #[tokio::test(start_paused = true)]
+    async fn an_outage_holds_every_reconcile_until_the_api_answers() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let health = ApiHealth::new(Client::new(service, "default"));
+        assert_eq!(health.report(&api_error(503, 0)), Some(Trouble::Down));
+        let waiter = tokio::spawn({
+            let health = health.clone();
+            async move { health.usable().await }
+        });
+        // Two probes fail, the third finds the API server back.
+        for answer in [503, 503, 200] {
+            let (request, reply) = handle.next_request().await.expect("a probe");
+            assert_eq!(request.uri().path(), "/version", "only the prober talks to the API while it is down");
+            assert!(!waiter.is_finished(), "nobody goes on while the API is down");
+            let body = if answer == 200 {
+                r#"{"major":"1","minor":"36","gitVersion":"v1.36.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#
+            } else {
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503}"#
+            };
+            reply.send_response(Response::builder().status(answer).body(Body::from(body.as_bytes().to_vec())).unwrap());
+        }
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released").expect("no panic");
+        assert_eq!(*health.state.borrow(), State::Usable);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_pauses_everyone_for_its_retry_after() {
+        let (service, _handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let health = ApiHealth::new(Client::new(service, "default"));
+        health.report(&api_error(429, 3));
+        let start = tokio::time::Instant::now();
+        health.usable().await;
+        assert!(start.elapsed() >= Duration::from_secs(3), "waited {:?}", start.elapsed());
+    }
+
+    #[test]
+    fn which_failures_concern_the_whole_api() {
+        assert_eq!(trouble(&api_error(429, 7)), Some(Trouble::Throttled(Duration::from_secs(7))));
+        assert_eq!(trouble(&api_error(429, 0)), Some(Trouble::Throttled(DEFAULT_RETRY_AFTER)));
+        assert_eq!(trouble(&api_error(503, 0)), Some(Trouble::Down));
+        for task_only in [404, 409, 422, 403] {
+            assert_eq!(trouble(&api_error(task_only, 0)), None, "{task_only}");
+        }
+    }
+}
