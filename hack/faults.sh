@@ -7,8 +7,8 @@
 #       --long   the long version (hundreds of tasks, >= 50 random operator kills); default: the short CI version
 #       --keep   leave the fault cluster running afterwards
 #
-# The cluster is separate from the e2e one (state in ~/.cache/podtask/cluster-faults, its own ports; override with
-# the PODTASK_* variables of hack/cluster.sh): the suite kills its components. Its kube-apiserver writes an audit
+# The cluster is separate from the e2e one (state in ~/.cache/podtask/cluster-faults, ports 61443 for the API server
+# and 6xxxx for the rest; see below): the suite kills its components. Its kube-apiserver writes an audit
 # log of pod creates (hack/faults/audit-policy.yaml) and runs without a watch cache, so etcd compaction expires
 # watches (410 Gone).
 set -euo pipefail
@@ -26,16 +26,17 @@ while (($#)); do
 	shift
 done
 
-export PODTASK_CLUSTER_DIR=${PODTASK_CLUSTER_DIR:-$HOME/.cache/podtask/cluster-faults}
-export PODTASK_ETCD_PORT=${PODTASK_ETCD_PORT:-62379} PODTASK_ETCD_PEER_PORT=${PODTASK_ETCD_PEER_PORT:-62380}
-export PODTASK_APISERVER_PORT=${PODTASK_APISERVER_PORT:-61443} PODTASK_KCM_PORT=${PODTASK_KCM_PORT:-60257}
-export PODTASK_SCHEDULER_PORT=${PODTASK_SCHEDULER_PORT:-60259} PODTASK_KWOK_PORT=${PODTASK_KWOK_PORT:-60247}
+# Never the e2e cluster's settings: the fault cluster has its own (PODTASK_FAULTS_CLUSTER_DIR, PODTASK_FAULTS_PORTS
+# = "etcd etcd-peer apiserver controller-manager scheduler kwok").
+export PODTASK_CLUSTER_DIR=${PODTASK_FAULTS_CLUSTER_DIR:-$HOME/.cache/podtask/cluster-faults}
+read -r PODTASK_ETCD_PORT PODTASK_ETCD_PEER_PORT PODTASK_APISERVER_PORT PODTASK_KCM_PORT PODTASK_SCHEDULER_PORT \
+	PODTASK_KWOK_PORT <<<"${PODTASK_FAULTS_PORTS:-62379 62380 61443 60257 60259 60247}"
+export PODTASK_ETCD_PORT PODTASK_ETCD_PEER_PORT PODTASK_APISERVER_PORT PODTASK_KCM_PORT PODTASK_SCHEDULER_PORT PODTASK_KWOK_PORT
 audit=$PODTASK_CLUSTER_DIR/logs/audit.log
-export PODTASK_APISERVER_EXTRA_ARGS="--watch-cache=false --audit-policy-file=$PWD/hack/faults/audit-policy.yaml --audit-log-path=$audit --audit-log-maxsize=0 ${PODTASK_APISERVER_EXTRA_ARGS:-}"
+export PODTASK_APISERVER_EXTRA_ARGS="--watch-cache=false --audit-policy-file=$PWD/hack/faults/audit-policy.yaml --audit-log-path=$audit --audit-log-maxsize=0"
 export PODTASK_FAULTS_AUDIT_LOG=$audit PODTASK_FAULTS_LONG=$long
 
 mkdir -p "$PODTASK_CLUSTER_DIR/logs"
-: >"$audit"
 hack/cluster.sh up >/dev/null
 # shellcheck source=/dev/null
 source hack/test-env.sh

@@ -59,6 +59,8 @@ pub struct Book {
     pub last_progress: Option<Timestamp>,
     pub watch_errors: u32,
     pub watch_gone: u32,
+    /// Watch errors by kind (their first words).
+    pub error_kinds: BTreeMap<String, u32>,
     /// uids seen during the relist in progress, per kind.
     relist_pods: Option<BTreeSet<String>>,
 }
@@ -144,6 +146,7 @@ impl Book {
     fn error(&mut self, e: &watcher::Error) {
         self.watch_errors += 1;
         let text = e.to_string();
+        *self.error_kinds.entry(text.chars().take(70).collect()).or_default() += 1;
         if text.contains("410") || text.contains("Expired") || text.contains("too old") {
             self.watch_gone += 1;
         }
@@ -231,6 +234,9 @@ pub fn violations(
     windows: &[Window],
 ) -> Vec<String> {
     let mut v = Vec::new();
+    if audit.is_some_and(<[AuditedCreate]>::is_empty) && !book.pods.is_empty() {
+        v.push("the audit log holds no pod create of this run: was the API server started by hack/faults.sh?".into());
+    }
 
     // At most one pod per (task, attempt), as watched.
     let mut per_attempt: BTreeMap<(&str, u32), Vec<&str>> = BTreeMap::new();
