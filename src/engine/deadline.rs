@@ -2,7 +2,9 @@
 
 use crate::jiff::{SignedDuration, Timestamp};
 
-use crate::crd::PodTaskSpec;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::crd::{PodTask, PodTaskSpec};
 
 /// The task's absolute deadline, given when its first attempt launched. `None`: the task has no time limit.
 /// With both an execution timeout and an absolute `spec.deadline`, the earlier wins.
@@ -16,6 +18,17 @@ pub fn absolute(spec: &PodTaskSpec, first_start: Option<Timestamp>) -> Option<Ti
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// Is enforcing the task's deadline due at `now`? It is while the task is in progress and the deadline has come,
+/// or the moment one of its live pods must start stopping to be gone by then. Such a reconcile goes ahead of
+/// routine ones (operator::permits).
+pub fn is_due(task: &PodTask, pods: &[Pod], now: Timestamp) -> bool {
+    let Some(status) = task.status.as_ref().filter(|s| !s.phase.is_terminal()) else { return false };
+    let deadline = status.deadline.as_ref().map(|t| t.0).or_else(|| pods.iter().find_map(super::pod::deadline_of));
+    let Some(deadline) = deadline else { return false };
+    now >= deadline
+        || pods.iter().any(|p| p.metadata.deletion_timestamp.is_none() && now >= super::pod::stop_at(p, deadline))
 }
 
 /// `t` plus `d`, saturating at the end of time (a duration from a spec can be huge).
@@ -135,6 +148,33 @@ mod tests {
         let d = absolute(&spec(Some("20s"), None), Some(start)).unwrap();
         assert!(d.duration_since(start) >= SignedDuration::from_secs(20), "{d}");
         assert_eq!(d, ts("2026-01-01T10:00:21Z"), "rounded up to the whole second that is stored");
+    }
+
+    #[test]
+    fn a_deadline_is_due_from_the_moment_its_pod_must_start_stopping() {
+        use crate::crd::{Phase, PodTaskStatus};
+        use crate::engine::testing::{pod_at, running, t, task, with_status};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let task = task(serde_json::json!({"executionTimeout": "10m"}));
+        let live = pod_at(&task, 1, t(0), running());
+        let mut stopping = live.clone();
+        stopping.metadata.deletion_timestamp = Some(Time(t(100)));
+        let status = |phase| PodTaskStatus { phase, deadline: Some(Time(t(600))), ..Default::default() };
+        let in_progress = with_status(task.clone(), status(Phase::Running));
+        let over = with_status(task.clone(), status(Phase::Failed));
+        let cases = [
+            // (task, its pods, now, due): the pod's grace is Kubernetes' default 30s
+            (&task, vec![live.clone()], t(700), false), // no status yet: nothing launched that podtask knows of
+            (&in_progress, vec![live.clone()], t(569), false),
+            (&in_progress, vec![live.clone()], t(570), true),
+            (&in_progress, vec![stopping.clone()], t(570), false), // its stop has begun already
+            (&in_progress, vec![stopping], t(600), true),
+            (&in_progress, vec![], t(600), true),
+            (&over, vec![live], t(700), false),
+        ];
+        for (i, (task, pods, now, due)) in cases.into_iter().enumerate() {
+            assert_eq!(is_due(task, &pods, now), due, "case {i}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::{api_health::ApiHealth, events::Publisher, metrics::Metrics};
+use super::{api_health::ApiHealth, events::Publisher, metrics::Metrics, permits::Permits};
 use crate::{
     crd::PodTask,
     engine::{self, naming, pod::is_owned_by},
@@ -32,8 +32,8 @@ pub struct Context {
     pub clock: Clock,
     /// Consecutive failed reconciles per task, for the error backoff.
     pub failures: Failures,
-    /// Reconciles in flight, operator-wide (across watched namespaces).
-    pub permits: Arc<tokio::sync::Semaphore>,
+    /// Reconciles in flight, operator-wide (across watched namespaces), due deadlines first.
+    pub permits: Arc<Permits>,
     /// Whether the API server can be used now, operator-wide.
     pub api: Arc<ApiHealth>,
 }

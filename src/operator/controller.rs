@@ -21,6 +21,7 @@ use super::{
     context::{Clock, Context},
     events::Publisher,
     metrics::Metrics,
+    permits::Permits,
     reconciler::{Watched, error_policy, reconcile},
 };
 use crate::engine::{self, naming};
@@ -34,7 +35,7 @@ pub struct Settings {
     pub namespace: Option<String>,
     pub config: engine::Config,
     /// Reconciles in flight at once, shared by every scope of the operator.
-    pub permits: Arc<tokio::sync::Semaphore>,
+    pub permits: Arc<Permits>,
     /// The API server's health, shared by every scope.
     pub api: Arc<ApiHealth>,
     pub reporter_instance: String,
@@ -83,8 +84,9 @@ pub async fn run_scope(
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
     let controller = Controller::for_stream(task_stream, tasks_reader.clone())
-        // The operator-wide limit is the shared semaphore; each scope may use all of it.
-        .with_config(ControllerConfig::default().concurrency(settings.permits.available_permits() as u16))
+        // No limit here: the operator-wide permits are the limit (due deadlines first), so routine work waiting
+        // for a permit never keeps a due deadline from starting.
+        .with_config(ControllerConfig::default().concurrency(0))
         .owns_stream(pod_stream)
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
@@ -164,11 +166,15 @@ fn trim_pod(pod: &mut Pod) {
     }
 }
 
-/// What podtask never reads of a PodTask: managedFields and kubectl's copy of the last applied manifest (the
-/// whole spec again). A status write sends only the status, so nothing is lost.
-fn trim_task(task: &mut Watched) {
+/// What podtask never reads of a cached PodTask: managedFields, kubectl's copy of the last applied manifest (the
+/// whole spec again) and the pod template, which only a launch needs; a launch reads the task fresh from the API
+/// server first. The API server keeps only the status of a status write, so nothing is lost.
+pub(crate) fn trim_task(task: &mut Watched) {
     task.managed_fields_mut().clear();
     task.annotations_mut().remove(LAST_APPLIED);
+    if let Ok(task) = &mut task.0 {
+        task.spec.template = Default::default();
+    }
 }
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";

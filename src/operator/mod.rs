@@ -8,6 +8,7 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod permits;
 pub mod preflight;
 pub mod reconciler;
 pub mod run;

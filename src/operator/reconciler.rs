@@ -17,6 +17,7 @@ use super::{
     context::Context,
     error::Error,
     metrics::{PullWait, WriteKind},
+    permits::Urgency,
 };
 use crate::{
     crd::{Phase, PodTask, PodTaskStatus, Reason},
@@ -46,13 +47,18 @@ pub type Watched = DeserializeGuard<PodTask>;
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
     // While the API server is down or throttling, every reconcile waits here (without a task-by-task backoff).
     ctx.api.usable().await;
-    let _permit = ctx.permits.acquire().await.expect("the reconcile semaphore is never closed");
+    let urgency = match &object.0 {
+        Ok(task) if engine::deadline::is_due(task, &ctx.pods_of(task), ctx.now()) => Urgency::DeadlineDue,
+        _ => Urgency::Routine,
+    };
+    let _permit = ctx.permits.acquire(urgency).await;
     let _timer = ctx.metrics.time_reconcile();
     let key = key_of(&object);
     let span = info_span!("reconcile", task = %key);
+    // Boxed: a reconcile waiting for its permit stays small (every task can be waiting at once).
     let result = match &object.0 {
-        Ok(task) => reconcile_task(task, &ctx).instrument(span).await,
-        Err(invalid) => report_unreadable(invalid, &ctx).instrument(span).await,
+        Ok(task) => Box::pin(reconcile_task(task, &ctx).instrument(span)).await,
+        Err(invalid) => Box::pin(report_unreadable(invalid, &ctx).instrument(span)).await,
     };
     if result.is_ok() || object.meta().deletion_timestamp.is_some() {
         ctx.failures.clear(&key);
@@ -193,12 +199,13 @@ async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error
             Next::Act(_) if !seen.task_fresh => {
                 seen.task_fresh = true;
                 let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &ns);
+                // The cache holds no pod template (controller::trim_task): the pod is built from this read.
                 match api.get_opt(&task.name_any()).await? {
                     Some(fresh) if fresh.uid() == task.uid() => {
                         if fresh.resource_version() != task.resource_version() {
                             debug!("the cached task was stale: deciding again on a fresh read before launching");
-                            task = std::borrow::Cow::Owned(fresh);
                         }
+                        task = std::borrow::Cow::Owned(fresh);
                     }
                     _ => return Ok(Action::await_change()),
                 }

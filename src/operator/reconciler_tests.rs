@@ -80,6 +80,29 @@ async fn a_stale_cached_task_never_relaunches_an_attempt() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// The watch cache keeps no pod template (controller::trim_task): the pod is built from the task read fresh before
+/// the launch, so it runs what the user asked for.
+#[tokio::test]
+async fn a_launch_builds_its_pod_from_the_fresh_task_not_the_trimmed_cache() {
+    let full = task(json!({"executionTimeout": "10m"}));
+    let mut cached = DeserializeGuard(Ok(full.clone()));
+    crate::operator::controller::trim_task(&mut cached);
+    let cached = cached.0.expect("a readable task");
+    assert_eq!(cached.spec.template, Default::default(), "the cache holds no template");
+    let (result, _) = reconcile_against(cached, vec![], t(0), |mut api| async move {
+        api.task = serde_json::to_value(&full).expect("json");
+        let create = api.expect(Method::POST, PODS).await;
+        assert_eq!(create.body["spec"]["containers"][0]["image"], "busybox", "the template's container");
+        assert_eq!(create.body["metadata"]["labels"]["app"], "demo", "the template's labels");
+        let stored = stored(create.body.clone(), "pod-uid-1");
+        create.respond(201, &stored);
+        api.expect(Method::PUT, STATUS).await.echo();
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
 // ---- AlreadyExists ----
 
 #[tokio::test]
@@ -327,7 +350,7 @@ where
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
-        permits: Arc::new(tokio::sync::Semaphore::new(1)),
+        permits: Arc::new(crate::operator::permits::Permits::new(1)),
         api: crate::operator::api_health::ApiHealth::new(api_client),
     });
     let stored_task = serde_json::to_value(&task).expect("task JSON");

@@ -15,6 +15,7 @@ use super::{
     http::{self, HttpState},
     leader::{self, LeaseSettings},
     metrics::Metrics,
+    permits::Permits,
     preflight,
     telemetry::{self, LogFormat},
     throttle::ThrottleLayer,
@@ -48,8 +49,9 @@ pub struct RunArgs {
     #[arg(long, env = "PODTASK_MIN_RATE_LIMIT_BACKOFF", default_value_t = Duration::from(DEFAULTS.min_rate_limit_backoff))]
     pub min_rate_limit_backoff: Duration,
 
-    /// PodTasks reconciled in parallel, operator-wide (across all watched namespaces).
-    #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// PodTasks reconciled in parallel, operator-wide (across all watched namespaces). Half as many again are
+    /// kept for tasks whose deadline is due, so enforcing a deadline never waits behind routine work.
+    #[arg(long, env = "PODTASK_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
 
     /// Average requests per second to the API server (client-side limit, as kube-controller-manager's
@@ -188,7 +190,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     metrics.leader.set(1);
 
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
-    let permits = Arc::new(tokio::sync::Semaphore::new(usize::from(args.concurrency)));
+    let permits = Arc::new(Permits::new(usize::from(args.concurrency)));
     let api = ApiHealth::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
