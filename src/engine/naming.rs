@@ -4,6 +4,8 @@
 /// to podtask's own pods.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "podtask";
+/// The prefix of podtask's own labels and annotations.
+pub const PREFIX: &str = "podtask.dev/";
 /// The owning task's name (truncated to the 63-character label limit).
 pub const LABEL_TASK: &str = "podtask.dev/task";
 /// The owning task's UID: the authoritative link, unique even when a task is recreated under the same name.

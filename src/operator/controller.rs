@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, future};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -153,9 +153,39 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
     }
 }
 
-/// What the engine never reads of a pod: managedFields, and the pod spec but for the three fields it does read.
-fn trim_pod(pod: &mut Pod) {
+/// Of a pod, the cache keeps what the engine reads: podtask's own labels and annotations, the owner, three spec
+/// fields, and the status's phase, reason, message, start time, conditions and container states. Memory then
+/// grows with podtask's own work, not with what the pods' templates or the kubelet add.
+pub(crate) fn trim_pod(pod: &mut Pod) {
     pod.managed_fields_mut().clear();
+    pod.labels_mut().retain(|k, _| k.starts_with(naming::PREFIX));
+    pod.annotations_mut().retain(|k, _| k.starts_with(naming::PREFIX));
+    if let Some(status) = pod.status.take() {
+        let containers = |list: Option<Vec<ContainerStatus>>| {
+            list.map(|list| {
+                list.into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        state: c.state,
+                        ready: c.ready,
+                        restart_count: c.restart_count,
+                        started: c.started,
+                        ..ContainerStatus::default()
+                    })
+                    .collect()
+            })
+        };
+        pod.status = Some(PodStatus {
+            phase: status.phase,
+            reason: status.reason,
+            message: status.message,
+            start_time: status.start_time,
+            conditions: status.conditions,
+            container_statuses: containers(status.container_statuses),
+            init_container_statuses: containers(status.init_container_statuses),
+            ..PodStatus::default()
+        });
+    }
     if let Some(spec) = pod.spec.take() {
         pod.spec = Some(PodSpec {
             node_name: spec.node_name,
@@ -183,5 +213,70 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 fn mark_synced<K>(event: &watcher::Event<K>, synced: &watch::Sender<bool>) {
     if matches!(event, watcher::Event::InitDone) {
         synced.send_replace(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Config, Observed, decide, testing::*};
+    use serde_json::json;
+
+    /// The engine decides the same on a trimmed pod as on the whole one, in every state and at every moment.
+    #[test]
+    fn the_engine_decides_the_same_on_a_trimmed_pod() {
+        let task = task(json!({"executionTimeout": "10m", "retry": {"limit": 1, "reasons": ["PodFailed"]},
+            "podFailurePolicy": {"rules": [{"action": "RetryWithoutCounting", "onPodConditions": [{"type": "DisruptionTarget"}]}]}}));
+        let kubelet = json!({"hostIP": "10.0.0.1", "podIP": "10.1.0.7", "podIPs": [{"ip": "10.1.0.7"}], "qosClass": "BestEffort"});
+        let with_kubelet_fields = |mut status: serde_json::Value| {
+            for (k, v) in kubelet.as_object().unwrap() {
+                status[k] = v.clone();
+            }
+            for c in status["containerStatuses"].as_array_mut().into_iter().flatten() {
+                c["containerID"] = json!("containerd://0123456789abcdef");
+                c["imageID"] = json!("docker.io/library/busybox@sha256:0123");
+                c["lastState"] = json!({"terminated": {"exitCode": 1}});
+            }
+            status
+        };
+        let states = [
+            running(),
+            scheduled_waiting("ImagePullBackOff", "Back-off pulling image \"busybox\""),
+            scheduled_waiting("ErrImagePull", "429 Too Many Requests: toomanyrequests"),
+            scheduled_waiting("CreateContainerConfigError", "secret \"db\" not found"),
+            scheduled_waiting("InvalidImageName", "bad name"),
+            exited("Failed", 3, "boom"),
+            exited("Succeeded", 0, "done"),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available"}]}),
+            json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+                "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]}),
+            json!({"phase": "Pending", "initContainerStatuses": [{"name": "init", "image": "busybox", "imageID": "",
+                "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "x"}}}]}),
+        ];
+        for state in states {
+            let mut pod = pod_at(&task, 1, t(0), with_kubelet_fields(state.clone()));
+            pod.labels_mut().insert("app".into(), "demo".into());
+            pod.annotations_mut().insert("kwok.podtask.dev/run-for".into(), "1s".into());
+            let mut trimmed = pod.clone();
+            trim_pod(&mut trimmed);
+            assert!(trimmed.status.as_ref().unwrap().pod_ip.is_none() && !trimmed.labels().contains_key("app"));
+            // Before the first status write, and after it.
+            let mut reported = task.clone();
+            let first = Observed { pods: std::slice::from_ref(&pod), now: t(1), fresh: true, create_refused: None };
+            if let crate::engine::Next::Act(plan) = decide(&task, first, &Config::default()) {
+                reported.status = plan.status;
+            }
+            for (task, now) in
+                [&task, &reported].into_iter().flat_map(|k| [1, 45, 299, 301, 569, 601].map(|s| (k, t(s))))
+            {
+                for fresh in [false, true] {
+                    let seen = |pods| Observed { pods, now, fresh, create_refused: None };
+                    let whole = decide(task, seen(std::slice::from_ref(&pod)), &Config::default());
+                    let cached = decide(task, seen(std::slice::from_ref(&trimmed)), &Config::default());
+                    assert_eq!(format!("{cached:?}"), format!("{whole:?}"), "{state} at {now}, fresh {fresh}");
+                }
+            }
+        }
     }
 }
