@@ -49,7 +49,7 @@ step "fault suite (short): operator kills, API server and etcd restarts, watch e
 if [[ ${PODTASK_SKIP_FAULTS:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_FAULTS=1)"; else
 	# its own cluster (other state dir and ports): it kills and restarts control-plane components
 	env -u KUBECONFIG hack/faults.sh 2>&1 | tee target/faults.log |
-		grep -E "^test |MEASURE|VIOLATION|test result|panicked|FAILED" || true
+		grep -E "^test |MEASURE|VIOLATION|EXPLAINED|test result|panicked|FAILED" || true
 	grep -q "^test result: ok" target/faults.log
 fi
 

@@ -226,12 +226,38 @@ pub fn audited_creates(path: &Path, ns: &str) -> Vec<AuditedCreate> {
 /// How long a pod may outlive its task's terminal state, beyond the fault windows it overlaps.
 pub const POD_AFTER_TERMINAL: SignedDuration = SignedDuration::from_secs(10);
 
-/// Everything the checker holds against the run; empty means every invariant held.
+/// Reasons the contract gives an attempt whose pod did not start in time. While the scheduler or kwok (the
+/// kubelets) are down, or cut off from the API server, pods cannot start: such a verdict is then what a user
+/// must see, not a fault of podtask's.
+const STARTUP_VERDICTS: [&str; 3] = ["StartupTimeout", "Unschedulable", "ImagePullTimeout"];
+
+/// An outcome other than the scenario's, explained: some attempt ended with a startup verdict while its pod's
+/// startup overlapped a control-plane outage (a throttled operator alone never explains one).
+fn explained_by_outage(task: &PodTask, pods: &[&PodRec], windows: &[Window]) -> Option<String> {
+    let outages: Vec<Window> = windows.iter().filter(|w| w.what != "Throttle").cloned().collect();
+    let status = task.status.as_ref()?;
+    status.attempts.iter().find_map(|a| {
+        let reason = a.reason.to_string();
+        if !STARTUP_VERDICTS.contains(&reason.as_str()) {
+            return None;
+        }
+        let pod = pods.iter().find(|p| p.attempt == a.attempt)?;
+        let (from, to) = (pod.created?, a.end_time.as_ref().map(|t| t.0).or(pod.ended)?);
+        let covered = overlap(&outages, from, to);
+        (covered > SignedDuration::ZERO).then(|| {
+            format!("attempt {} ended {reason}; {covered:#} of its startup was a control-plane outage", a.attempt)
+        })
+    })
+}
+
+/// Everything the checker holds against the run (empty means every invariant held), and outcomes other than the
+/// scenario's that a control-plane outage explains (`explained`, reported, not violations).
 pub fn violations(
     book: &Book,
     scenarios: &BTreeMap<String, Scenario>,
     audit: Option<&[AuditedCreate]>,
     windows: &[Window],
+    explained: &mut Vec<String>,
 ) -> Vec<String> {
     let mut v = Vec::new();
     if audit.is_some_and(<[AuditedCreate]>::is_empty) && !book.pods.is_empty() {
@@ -268,21 +294,29 @@ pub fn violations(
             v.push(format!("task {name}: left its terminal phase for {:?}", rec.left_terminal));
         }
 
+        let pods: Vec<&PodRec> = book.pods.values().filter(|p| p.task == naming::task_label(name)).collect();
+
         // The outcome its scenario implies.
         let got = (status.phase, status.reason.map(|r| r.to_string()).unwrap_or_default(), status.attempts.len());
         if let Some(want) = scenario.expected()
             && !want.matches(&got)
         {
-            v.push(format!(
-                "task {name} ({scenario:?}): expected {want:?}, got phase {:?} reason {} after {} attempt(s): {}",
-                got.0,
-                got.1,
-                got.2,
-                status.message.unwrap_or_default()
-            ));
+            if let Some(why) = explained_by_outage(task, &pods, windows) {
+                explained.push(format!(
+                    "task {name} ({scenario:?}): {:?}/{} after {} attempt(s): {why}",
+                    got.0, got.1, got.2
+                ));
+            } else {
+                v.push(format!(
+                    "task {name} ({scenario:?}): expected {want:?}, got phase {:?} reason {} after {} attempt(s): {}",
+                    got.0,
+                    got.1,
+                    got.2,
+                    status.message.clone().unwrap_or_default()
+                ));
+            }
         }
 
-        let pods: Vec<&PodRec> = book.pods.values().filter(|p| p.task == naming::task_label(name)).collect();
         for pod in &pods {
             // No pod created after the task's deadline (creationTimestamp has whole seconds: lenient).
             if let (Some(d), Some(c)) = (deadline, pod.created)

@@ -137,10 +137,24 @@ pub async fn kill_component(name: &'static str) {
     assert!(ok, "hack/cluster.sh kill {name} failed: {out}");
 }
 
-/// Start whatever is not running and wait until the cluster is healthy (`hack/cluster.sh up`).
-pub async fn cluster_up() {
-    let (ok, out) = tokio::task::spawn_blocking(|| run(Command::new(cluster_sh()).arg("up"))).await.expect("join");
-    assert!(ok, "hack/cluster.sh up failed: {out}");
+/// Start whatever is not running and wait until the cluster is healthy (`hack/cluster.sh up`). Returns the moment
+/// the API server was ready again (its /readyz, which includes etcd) and the moment the whole cluster was.
+pub async fn cluster_up(client: &kube::Client) -> (Timestamp, Timestamp) {
+    let ready = async {
+        loop {
+            let probe = http::Request::get("/readyz").body(Vec::new()).expect("a request");
+            if let Ok(Ok(_)) = tokio::time::timeout(SECOND, client.request_text(probe)).await {
+                return Timestamp::now();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let up = async {
+        let (ok, out) = tokio::task::spawn_blocking(|| run(Command::new(cluster_sh()).arg("up"))).await.expect("join");
+        assert!(ok, "hack/cluster.sh up failed: {out}");
+        Timestamp::now()
+    };
+    tokio::join!(ready, up)
 }
 
 fn etcd_url(path: &str) -> String {
