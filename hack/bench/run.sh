@@ -42,5 +42,9 @@ target/release/podtask crd | "$(hack/cluster.sh bin-dirs | head -1)/kubectl" app
 target/release/podtask crd wait >/dev/null
 python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,burst,spread,scale}" \
 	--operator-args "${BENCH_OPERATOR_ARGS---kube-api-qps=1000 --kube-api-burst=1000}" --out target/bench/results.json
-python3 hack/bench/report.py target/bench/results.json docs/performance.svg >target/bench/table.md
+# the chart needs matplotlib: a virtualenv of its own under ~/.cache/podtask (the system Python is left alone)
+venv=$HOME/.cache/podtask/bench-venv
+[[ -x $venv/bin/python ]] && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null ||
+	{ python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'matplotlib>=3.8,<4'; }
+"$venv/bin/python" hack/bench/report.py target/bench/results.json docs/performance.svg >target/bench/table.md
 cat target/bench/table.md
