@@ -262,6 +262,16 @@ impl<'a> Decision<'a> {
         let state = classify::classify(pod);
         let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
         if !over && pod.metadata.deletion_timestamp.is_some() {
+            if self.stop_time(pod).is_some_and(|stop| stop <= self.now) {
+                // Being stopped once its stop was due: podtask's own stop at the deadline whose status write was
+                // lost (a crash, a refused write), or anyone's at that point. The deadline is what ended it.
+                let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
+                return self.end_attempt(Ending::new(
+                    Some(pod),
+                    Reason::DeadlineExceeded,
+                    format!("the deadline {when} is due: pod {} is being stopped", pod.name_any()),
+                ));
+            }
             // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
             return self.end_attempt(Ending::new(
                 Some(pod),

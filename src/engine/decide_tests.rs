@@ -536,6 +536,26 @@ fn a_pod_deleted_by_someone_else_is_lost_not_deleted_again() {
     assert!(plan.delete.is_empty(), "it is already going");
 }
 
+/// podtask deleted the pod at its stop time (the deadline minus its grace) but the status write saying so was lost:
+/// the deadline ended the attempt, not someone else.
+#[test]
+fn a_pod_being_stopped_once_its_stop_was_due_is_a_deadline_not_a_loss() {
+    let mut task = reported(task(json!({"executionTimeout": "10m"})), Phase::Running, Reason::Running, t(0));
+    task.status.as_mut().unwrap().deadline = Some(Time(t(600)));
+    let mut pod = pod_at(&task, 1, t(0), running()); // the default 30 s grace: stop due at T+570
+    pod.metadata.deletion_timestamp = Some(Time(t(600)));
+    for (now, want) in
+        [(t(571), Reason::DeadlineExceeded), (t(605), Reason::DeadlineExceeded), (t(300), Reason::PodLost)]
+    {
+        let plan = fresh(&task, std::slice::from_ref(&pod), now);
+        assert_eq!(plan.status.attempts[0].reason, want, "at {now}");
+        if want == Reason::DeadlineExceeded {
+            assert_eq!((plan.status.phase, plan.status.reason), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+        }
+        assert!(plan.delete.is_empty() && plan.create.is_none(), "it is already going; no attempt after it");
+    }
+}
+
 #[test]
 fn after_a_restart_existing_pods_are_adopted_and_nothing_launches_twice() {
     let task = task(json!({}));
