@@ -154,7 +154,10 @@ async fn invalid_image_reference_fails_at_once() {
     assert_eq!(reason(&t), "InvalidImageName", "{}", yaml(&t));
     assert_eq!(history(&t).len(), 1, "no retry: {}", yaml(&t));
     let done = ts(&t["status"]["completionTime"]).expect("completionTime");
-    assert!(secs_between(created, done) < 15.0, "failed at once, not after {} s", secs_between(created, done));
+    // "At once" next to the alternative, waiting out the operator's 5-minute default startup timeout: a loaded
+    // machine has taken the real kubelet 15 s to report InvalidImageName.
+    let waited = secs_between(created, done);
+    assert!(waited < 60.0, "failed at once, not after the startup timeout: {waited} s");
     env.wait_no_pods("bad", Duration::from_secs(30)).await;
 }
 
