@@ -37,6 +37,8 @@ export PODTASK_APISERVER_EXTRA_ARGS="--watch-cache=false --audit-policy-file=$PW
 export PODTASK_FAULTS_AUDIT_LOG=$audit PODTASK_FAULTS_LONG=$long
 
 mkdir -p "$PODTASK_CLUSTER_DIR/logs"
+# a run starts from empty etcd data, whatever an interrupted run left behind (down stops only our own processes)
+hack/cluster.sh down >/dev/null 2>&1 || true
 hack/cluster.sh up >/dev/null
 # shellcheck source=/dev/null
 source hack/test-env.sh

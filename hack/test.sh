@@ -27,6 +27,9 @@ cargo test
 
 step "control plane"
 hack/cluster.sh build
+# keep a running cluster only when asked to (a developer's loop); otherwise start from empty etcd data, whatever an
+# interrupted run left behind
+[[ ${PODTASK_KEEP_CLUSTER:-0} == 1 ]] || hack/cluster.sh down >/dev/null 2>&1 || true
 hack/cluster.sh up
 # shellcheck source=/dev/null
 source hack/test-env.sh

@@ -12,6 +12,11 @@ if [[ $(id -u) != 0 || $(uname -s) != Linux ]]; then
 	echo "real-node tier skipped: it needs root on Linux (a kubelet and containerd run on this host)"
 	exit 0
 fi
+# Unless a kept node is being reused, start from nothing: an interrupted run (session ended, CI killed) leaves its
+# etcd data, Helm release records and host changes behind, and `helm upgrade` then refuses with "another operation
+# (install/upgrade/rollback) is in progress".
+mkdir -p "$NODE_DIR"
+[[ ${PODTASK_KEEP_REALNODE:-0} == 1 ]] || hack/realnode/down.sh >"$NODE_DIR/down.log" 2>&1 || cat "$NODE_DIR/down.log"
 [[ ${PODTASK_KEEP_REALNODE:-0} == 1 ]] || trap 'hack/realnode/down.sh >"$NODE_DIR/down.log" 2>&1 || cat "$NODE_DIR/down.log"' EXIT
 eval "$(hack/realnode/up.sh)"
 export CRANE
