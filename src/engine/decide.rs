@@ -313,7 +313,8 @@ impl<'a> Decision<'a> {
                 self.pod_failed(pod, Ending::new(Some(pod), Reason::Evicted, message))
             }
             PodState::Running => {
-                if self.settling(pod) {
+                let since = pod::running_since(pod).unwrap_or(self.now);
+                if self.hold_progress(deadline::after(since, self.cfg.status_settle)) {
                     return;
                 }
                 self.set(Phase::Running, Reason::Running, format!("pod {} is running", pod.name_any()));
@@ -371,7 +372,13 @@ impl<'a> Decision<'a> {
                 self.requeue(startup_deadline);
             }
         }
-        if self.settling(pod) {
+        // Normal progress (a node, then containers being created) is news only when it takes a while; anything
+        // else (pulls failing, no node fits, a missing Secret) once the settle time has passed.
+        let news_after = match w.reason {
+            Reason::Scheduling | Reason::ContainerCreating => self.cfg.quiet_progress,
+            _ => self.cfg.status_settle,
+        };
+        if self.hold_progress(deadline::after(created, news_after)) {
             return;
         }
         if self.rate_limited_this_attempt(&w) && w.reason == Reason::ImagePullBackOff {
@@ -387,17 +394,18 @@ impl<'a> Decision<'a> {
         self.requeue_stop(pod);
     }
 
-    /// Just created and reported as such: most pods start, or even finish, within the settle time, so an
-    /// in-progress change is not written until it has passed (keeping a short task to two status writes).
-    fn settling(&mut self, pod: &Pod) -> bool {
-        let just_reported = self.old.attempt == self.current && self.old.reason == Some(Reason::PodCreated);
-        let created = pod::created_at(pod).unwrap_or(self.now);
-        let settled = deadline::after(created, self.cfg.status_settle);
-        if !just_reported || self.now >= settled {
+    /// Keep the status as last written until `news_at` (and look again then), while all it has said about this
+    /// attempt is that its pod was created or is starting normally. Most pods start, or even finish, within that
+    /// time: a successful short task takes two status writes (PodCreated, then Succeeded), four API writes in all
+    /// with its pod's create and delete.
+    fn hold_progress(&mut self, news_at: Timestamp) -> bool {
+        let quiet_so_far = self.old.attempt == self.current
+            && matches!(self.old.reason, Some(Reason::PodCreated | Reason::Scheduling | Reason::ContainerCreating));
+        if !quiet_so_far || self.now >= news_at {
             return false;
         }
         self.status = self.old.clone();
-        self.requeue(settled);
+        self.requeue(news_at);
         true
     }
 
@@ -632,6 +640,12 @@ impl<'a> Decision<'a> {
                 reason,
                 Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError
             );
+        // An Event for what a user looks for in `kubectl describe`: an attempt launched (or adopted), trouble, the
+        // end. Normal progress (Scheduling, ContainerCreating, Running) is in the status and the pod's own Events.
+        let news = warning || new.phase.is_terminal() || new.attempt != old.attempt || new.phase == Phase::Pending;
+        if !news {
+            return;
+        }
         let note = new.message.clone().unwrap_or_default();
         let pod = new.pod_name.clone();
         self.plan.events.push(Event::about(reason, warning, note, "Reconcile", pod));

@@ -64,14 +64,75 @@ fn a_new_task_creates_its_first_pod_and_reports_it_at_once() {
 }
 
 #[test]
-fn a_fresh_pod_is_not_reported_as_starting_within_the_settle_time() {
+fn a_pod_starting_normally_is_reported_only_once_it_takes_a_while() {
     let task = task(json!({}));
     let task = after(&task, &cached(&task, &[], t(0)));
     let pod = pod_at(&task, 1, t(0), scheduled_waiting("ContainerCreating", ""));
-    let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.4Z"));
-    assert_eq!(plan.status, task.status.clone().unwrap(), "still PodCreated: nothing written");
+    let plan = cached(&task, std::slice::from_ref(&pod), t(9));
+    assert!(!plan.writes_status, "still PodCreated: nothing written");
     assert!(plan.create.is_none(), "never a second pod");
-    assert_eq!(plan.requeue_at, Some(t(2)), "when the settle time is over");
+    assert_eq!(plan.requeue_at, Some(t(10)), "when starting has taken long enough to be news");
+    let plan = cached(&task, &[pod], t(10));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Starting, Some(Reason::ContainerCreating)));
+    assert!(plan.events.is_empty(), "normal progress is in the status, not in an Event");
+}
+
+#[test]
+fn trouble_starting_is_reported_once_the_settle_time_has_passed() {
+    let task = task(json!({}));
+    let task = after(&task, &cached(&task, &[], t(0)));
+    let pod = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling image"));
+    let early = cached(&task, std::slice::from_ref(&pod), ts("2026-01-01T10:00:01.5Z"));
+    assert!(!early.writes_status);
+    assert_eq!(early.requeue_at, Some(t(2)));
+    let plan = cached(&task, &[pod], t(2));
+    assert_eq!(reason(&plan), Some(Reason::ImagePullBackOff));
+}
+
+/// Running, with its container started at `started`.
+fn running_since(started: Timestamp) -> serde_json::Value {
+    let mut status = running();
+    status["containerStatuses"][0]["state"]["running"]["startedAt"] = json!(started.to_string());
+    status
+}
+
+#[test]
+fn a_running_pod_is_reported_once_it_has_run_for_the_settle_time() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let task = after(&task, &cached(&task, &[], t(0)));
+    // slow to start (a busy cluster), then running since t(5)
+    let pod = pod_at(&task, 1, t(0), running_since(t(5)));
+    let plan = cached(&task, std::slice::from_ref(&pod), t(6));
+    assert!(!plan.writes_status, "a short task is over before this is news");
+    assert_eq!(plan.requeue_at, Some(t(7)));
+    let plan = cached(&task, &[pod], t(7));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::Running)));
+    assert!(plan.events.is_empty(), "normal progress is in the status, not in an Event");
+}
+
+#[test]
+fn a_short_task_takes_two_status_writes_and_two_events_however_slowly_it_starts() {
+    let spec = task(json!({"executionTimeout": "10m"}));
+    let mut task = spec.clone();
+    let (mut writes, mut events) = (0, vec![]);
+    // launched at 0; a node after 3 s, containers at 4.5 s, running at 6 s, done at 7 s
+    let pods = [
+        (t(0), None),
+        (t(3), Some(scheduled_waiting("", ""))),
+        (ts("2026-01-01T10:00:04.5Z"), Some(scheduled_waiting("ContainerCreating", ""))),
+        (ts("2026-01-01T10:00:06.2Z"), Some(running_since(t(6)))),
+        (ts("2026-01-01T10:00:07.5Z"), Some(exited("Succeeded", 0, ""))),
+    ];
+    for (now, pod) in pods {
+        let pods: Vec<Pod> = pod.map(|s| pod_at(&spec, 1, t(0), s)).into_iter().collect();
+        let plan = fresh(&task, &pods, now);
+        writes += usize::from(plan.writes_status);
+        events.extend(plan.events.iter().map(|e| e.reason.clone()));
+        task = after(&task, &plan);
+    }
+    assert_eq!(task.status.as_ref().unwrap().phase, Phase::Succeeded);
+    assert_eq!(writes, 2, "PodCreated, then Succeeded");
+    assert_eq!(events, ["PodCreated", "Completed"]);
 }
 
 #[test]

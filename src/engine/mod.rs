@@ -35,10 +35,14 @@ pub struct Config {
     pub config_error_grace: StdDuration,
     /// The least wait before retrying an attempt that saw registry rate limiting.
     pub min_rate_limit_backoff: StdDuration,
-    /// How long after creating a pod (and reporting `PodCreated`) podtask waits before reporting its progress
-    /// (`Running`, or what it waits for): a short task is then over before that, and a successful one takes two
-    /// status writes (PodCreated, Succeeded), four API writes in all with its pod's create and delete.
+    /// How long a pod reported as created (or starting normally) must have been running, or been waiting for
+    /// something other than a node or its containers' creation, before podtask reports it: a short task is over
+    /// before that, and a successful one takes two status writes (PodCreated, Succeeded), four API writes in all
+    /// with its pod's create and delete.
     pub status_settle: StdDuration,
+    /// How long after its creation a pod that is starting normally (`Scheduling`, `ContainerCreating`) is first
+    /// reported as such; until then the status says `PodCreated`.
+    pub quiet_progress: StdDuration,
     /// Wait before retrying a pod create refused by a ResourceQuota or by the operator's own RBAC.
     pub create_retry: StdDuration,
 }
@@ -50,6 +54,7 @@ impl Config {
         config_error_grace: StdDuration::from_secs(30),
         min_rate_limit_backoff: StdDuration::from_secs(60),
         status_settle: StdDuration::from_secs(2),
+        quiet_progress: StdDuration::from_secs(10),
         create_retry: StdDuration::from_secs(15),
     };
 }

@@ -86,6 +86,18 @@ pub fn created_at(pod: &Pod) -> Option<Timestamp> {
     recorded.or_else(|| pod.creation_timestamp().map(|t| deadline::after(t.0, std::time::Duration::from_secs(1))))
 }
 
+/// Since when the pod's containers have all been running: the latest start among its running containers (none
+/// recorded: its creation).
+pub fn running_since(pod: &Pod) -> Option<Timestamp> {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    let started = statuses
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref().map(|t| t.0))
+        .max();
+    started.or_else(|| created_at(pod))
+}
+
 /// When podtask must start stopping this pod for it to be gone by `deadline`: its grace period earlier.
 pub fn stop_at(pod: &Pod, deadline: Timestamp) -> Timestamp {
     let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds);

@@ -36,6 +36,8 @@ pub struct Context {
     pub permits: Arc<Permits>,
     /// Whether the API server can be used now, operator-wide.
     pub api: Arc<ApiHealth>,
+    /// podtask's own status writes the task cache has not shown yet.
+    pub own_writes: OwnWrites,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.
@@ -53,6 +55,41 @@ impl Failures {
 
     pub fn clear(&self, key: &str) {
         self.0.lock().expect("failure map lock").remove(key);
+    }
+}
+
+/// How long a reconcile waits for the task cache to show podtask's own last status write before it goes ahead
+/// anyway (a watch that is slow, or restarted and skipped that version).
+pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// podtask's last status write per task (namespace/name): the resourceVersion it produced, and when. A reconcile
+/// woken by a pod event moments after that write would otherwise decide on the version it replaced, and its own
+/// write would be refused with 409 Conflict: one wasted write, and a retry.
+#[derive(Default)]
+pub struct OwnWrites(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+
+impl OwnWrites {
+    /// podtask's status write to `key` produced `resource_version`.
+    pub fn wrote(&self, key: &str, resource_version: String) {
+        let mut map = self.0.lock().expect("own writes lock");
+        if map.len() >= 1024 {
+            // Writes whose task was deleted before the cache showed them: nothing will look them up again.
+            map.retain(|_, (_, at)| at.elapsed() < CATCH_UP);
+        }
+        map.insert(key.to_owned(), (resource_version, std::time::Instant::now()));
+    }
+
+    /// Is the cached version of `key` older than podtask's own last write of it (and that write recent)?
+    pub fn cache_behind(&self, key: &str, cached: Option<&str>) -> bool {
+        let mut map = self.0.lock().expect("own writes lock");
+        match map.get(key) {
+            Some((written, at)) if Some(written.as_str()) != cached && at.elapsed() < CATCH_UP => true,
+            Some(_) => {
+                map.remove(key);
+                false
+            }
+            None => false,
+        }
     }
 }
 

@@ -100,6 +100,7 @@ pub async fn run_scope(
         metrics,
         clock,
         failures: Default::default(),
+        own_writes: Default::default(),
         permits: settings.permits.clone(),
         api: settings.api.clone(),
     });

@@ -51,9 +51,14 @@ pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action
         Ok(task) if engine::deadline::is_due(task, &ctx.pods_of(task), ctx.now()) => Urgency::DeadlineDue,
         _ => Urgency::Routine,
     };
+    let key = key_of(&object);
+    if urgency == Urgency::Routine && ctx.own_writes.cache_behind(&key, object.meta().resource_version.as_deref()) {
+        // The watch brings podtask's own last write in a moment (and with it, this reconcile again).
+        debug!(task = %key, "the cache has not shown podtask's last status write yet");
+        return Ok(Action::requeue(STALE_RETRY));
+    }
     let _permit = ctx.permits.acquire(urgency).await;
     let _timer = ctx.metrics.time_reconcile();
-    let key = key_of(&object);
     let span = info_span!("reconcile", task = %key);
     // Boxed: a reconcile waiting for its permit stays small (every task can be waiting at once).
     let result = match &object.0 {
@@ -383,8 +388,11 @@ async fn write_status(task: &PodTask, status: &PodTaskStatus, ctx: &Context) -> 
         )
         .await
     {
-        Ok(_) => {
+        Ok(written) => {
             ctx.metrics.write(WriteKind::Status);
+            if let Some(version) = written.metadata.resource_version {
+                ctx.own_writes.wrote(&format!("{}/{}", task.namespace().unwrap_or_default(), task.name_any()), version);
+            }
             debug!(phase = ?status.phase, reason = ?status.reason, "status written");
             Ok(())
         }

@@ -20,7 +20,12 @@ use crate::{
     crd::{Outcome, Phase, PodTask, PodTaskStatus, Reason},
     engine::{self, testing::*},
     jiff::Timestamp,
-    operator::{context::Context, error::Error, events::Publisher, metrics::Metrics},
+    operator::{
+        context::{Context, OwnWrites},
+        error::Error,
+        events::Publisher,
+        metrics::Metrics,
+    },
 };
 
 const POD: &str = "job-0f0f0-1";
@@ -238,6 +243,33 @@ async fn nothing_changed_means_no_request_and_a_requeue_at_the_deadline() {
     );
 }
 
+/// A pod event wakes the task moments after podtask's own status write, before the watch has brought that
+/// version: deciding on the version it replaced would only have the next write refused (409), so the reconcile
+/// makes no request and looks again shortly (the watch brings the write, and this reconcile, sooner).
+#[tokio::test]
+async fn a_reconcile_waits_for_the_cache_to_show_its_own_last_write() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let mut task = reported(task, std::slice::from_ref(&pod), t(10));
+    task.metadata.resource_version = Some("41".into());
+    let done = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
+    let own_writes = OwnWrites::default();
+    own_writes.wrote("ns/job", "42".into());
+    let (result, _) =
+        reconcile_after(own_writes, task, vec![done], t(30), |api| async move { api.silent().await }).await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_millis(250)));
+}
+
+#[test]
+fn the_cache_catches_up_with_an_own_write_once_it_shows_that_version() {
+    let own_writes = OwnWrites::default();
+    own_writes.wrote("ns/job", "42".into());
+    assert!(own_writes.cache_behind("ns/job", Some("41")));
+    assert!(!own_writes.cache_behind("ns/job", Some("42")));
+    assert!(!own_writes.cache_behind("ns/job", Some("41")), "caught up once: the record is gone");
+    assert!(!own_writes.cache_behind("ns/other", Some("1")));
+}
+
 #[tokio::test]
 async fn a_status_write_that_lost_a_race_stops_the_reconcile() {
     let task = task(json!({"executionTimeout": "10m"}));
@@ -335,6 +367,21 @@ where
     S: FnOnce(ApiServer) -> F,
     F: Future<Output = ApiServer> + Send + 'static,
 {
+    reconcile_after(OwnWrites::default(), task, cache, now, script).await
+}
+
+/// As `reconcile_against`, with podtask's earlier status writes recorded in `own_writes`.
+async fn reconcile_after<S, F>(
+    own_writes: OwnWrites,
+    task: PodTask,
+    cache: Vec<Pod>,
+    now: Timestamp,
+    script: S,
+) -> (Result<Action, Error>, Vec<String>)
+where
+    S: FnOnce(ApiServer) -> F,
+    F: Future<Output = ApiServer> + Send + 'static,
+{
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let api_client = client.clone();
@@ -350,6 +397,7 @@ where
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
+        own_writes,
         permits: Arc::new(crate::operator::permits::Permits::new(1)),
         api: crate::operator::api_health::ApiHealth::new(api_client),
     });
