@@ -560,7 +560,9 @@ def spread_deadlines(n, args, spread_s):
 def scale_point(n, args):
     """n PodTasks whose pods keep running: operator RSS and CPU once all are Running and settled."""
     ns = new_namespace("scale")
-    op = Operator(ns, args.operator_args)
+    # Memory is the question here, not startup: on a busy machine kwok and the scheduler need many minutes to start
+    # thousands of pods, and the default 5-minute startup timeout would turn that wait into retries.
+    op = Operator(ns, args.operator_args + ["--default-startup-timeout=2h"])
     stop, running, t_run = running_tasks("podtask", n, ns, lambda i: podtask(f"t-{i}", "run-forever"), args,
                                          120 + n * 0.3)
     stop.set()

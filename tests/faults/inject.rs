@@ -34,6 +34,8 @@ pub struct Replica {
 impl Replica {
     pub fn spawn(ns: &str, identity: &str, kubeconfig: &Path, leader_elect: bool, log: PathBuf) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        // PODTASK_FAULTS_LOG_LEVEL: e.g. "info,podtask::operator::api_health=debug" to see every probe
+        let level = std::env::var("PODTASK_FAULTS_LOG_LEVEL").unwrap_or_else(|_| "info".into());
         let mut args: Vec<String> = [
             "run",
             "--namespaces",
@@ -41,7 +43,7 @@ impl Replica {
             "--log-format",
             "json",
             "--log-level",
-            "info",
+            &level,
             "--default-startup-timeout",
             "30s",
             "--min-rate-limit-backoff",
