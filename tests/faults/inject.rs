@@ -139,24 +139,31 @@ pub async fn kill_component(name: &'static str) {
     assert!(ok, "hack/cluster.sh kill {name} failed: {out}");
 }
 
-/// Start whatever is not running and wait until the cluster is healthy (`hack/cluster.sh up`). Returns the moment
-/// the API server was ready again (its /readyz, which includes etcd) and the moment the whole cluster was.
-pub async fn cluster_up(client: &kube::Client) -> (Timestamp, Timestamp) {
-    let ready = async {
-        loop {
-            let probe = http::Request::get("/readyz").body(Vec::new()).expect("a request");
-            if let Ok(Ok(_)) = tokio::time::timeout(SECOND, client.request_text(probe)).await {
-                return Timestamp::now();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// Start whatever is not running and wait until the cluster is healthy (`hack/cluster.sh up`).
+pub struct Return {
+    /// The API server's first answer to anything (`GET /version`): it serves requests from here on.
+    pub answers: Timestamp,
+    /// Its `/readyz` (which includes etcd and every post-start hook) first said ok.
+    pub ready: Timestamp,
+    /// The whole cluster (scheduler, controller-manager, kwok) was up.
+    pub all_up: Timestamp,
+}
+
+pub async fn cluster_up(client: &kube::Client) -> Return {
+    let first_ok = async |path: &str| loop {
+        let probe = http::Request::get(path).body(Vec::new()).expect("a request");
+        if let Ok(Ok(_)) = tokio::time::timeout(SECOND, client.request_text(probe)).await {
+            return Timestamp::now();
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let up = async {
         let (ok, out) = tokio::task::spawn_blocking(|| run(Command::new(cluster_sh()).arg("up"))).await.expect("join");
         assert!(ok, "hack/cluster.sh up failed: {out}");
         Timestamp::now()
     };
-    tokio::join!(ready, up)
+    let (answers, ready, all_up) = tokio::join!(first_ok("/version"), first_ok("/readyz"), up);
+    Return { answers, ready, all_up }
 }
 
 fn etcd_url(path: &str) -> String {

@@ -302,7 +302,7 @@ async fn mixed_load_under_faults() {
                 }
                 inject::kill_component(component).await;
                 tokio::time::sleep(rng.millis(2000, 6000)).await;
-                let (back, all_up) = inject::cluster_up(&client).await;
+                let inject::Return { ready: back, all_up, .. } = inject::cluster_up(&client).await;
                 windows.push(Window { what: format!("{fault:?}"), from: t0, to: all_up });
                 let name = match fault {
                     Fault::EtcdRestart => "etcd_restarts",
@@ -476,15 +476,30 @@ async fn deadlines_passing_during_an_api_outage() {
         text.lines().skip(lines_before).filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\"")).count()
     };
     let cpu_ticks = op_cpu_ticks(&op).zip(cpu_before).map(|(a, b)| a - b);
-    let (back, all_up) = inject::cluster_up(&client).await;
-
-    let marked = wait_for("every deadline marked", Duration::from_secs(120), async || {
-        let book = checker.book.lock().expect("book");
-        let seen: Vec<Timestamp> = scenarios.keys().filter_map(|n| book.tasks.get(n)?.terminal_seen).collect();
-        (seen.len() == TASKS).then(|| seen.into_iter().max().expect("ten"))
-    })
-    .await;
-    let marked_ms = marked.duration_since(back).as_millis();
+    // When every deadline shows in the API server, polled every 100 ms from the moment the outage ends (the
+    // checker's own watch reconnects with a backoff of its own after 40 s of failures: its view lags by seconds).
+    let marked = tokio::spawn({
+        let tasks = tasks.clone();
+        async move {
+            loop {
+                if let Ok(Ok(list)) =
+                    tokio::time::timeout(Duration::from_secs(1), tasks.list(&ListParams::default())).await
+                    && list.items.iter().filter(|t| t.status.as_ref().is_some_and(|s| s.phase.is_terminal())).count()
+                        == TASKS
+                {
+                    return Timestamp::now();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let inject::Return { answers, ready, all_up } = inject::cluster_up(&client).await;
+    let marked = tokio::time::timeout(Duration::from_secs(120), marked)
+        .await
+        .expect("every deadline marked within 2 minutes of the API server's return")
+        .expect("the poll");
+    let (after_answer_ms, after_ready_ms) =
+        (marked.duration_since(answers).as_millis(), marked.duration_since(ready).as_millis());
     tokio::time::sleep(Duration::from_secs(10)).await;
     checker.stop();
     let book = checker.book.lock().expect("book");
@@ -498,7 +513,10 @@ async fn deadlines_passing_during_an_api_outage() {
         lines_during as f64 / TASKS as f64,
         cpu_ticks.map(|t| (t * 10).to_string()).unwrap_or_else(|| "?".into()),
     );
-    println!("MEASURE outage_all_deadlines_marked_after_api_return_ms={marked_ms} (goal: within 2000)");
+    println!(
+        "MEASURE outage_all_deadlines_marked_after_api_return_ms={after_answer_ms} (goal: within 2000; from the API \
+         server's first answer; {after_ready_ms} ms from its /readyz)"
+    );
     // One warning when the outage starts and one per backoff step (1, 2, 4, … s) for the whole operator: seven in
     // 40 s, never a line per task or per request.
     assert!(warns_during <= 8, "{warns_during} warnings during a 40 s outage; operator log {}", op.log.display());
