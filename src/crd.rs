@@ -41,7 +41,9 @@ use crate::{duration::Duration, time_spec::TimeSpec};
 pub struct PodTaskSpec {
     /// The pod to run: a full pod template (metadata and spec), as in a Job. restartPolicy must be Never or
     /// left out; podtask sets Never and retries through spec.retry.
-    pub template: PodTemplateSpec,
+    // Shared, not inline: a template is a large struct even when empty, and the watch cache holds every task
+    // with one empty template in common (controller::trim_task).
+    pub template: std::sync::Arc<PodTemplateSpec>,
 
     /// Budget for the whole task, all attempts and backoff included, counted from the first pod's launch
     /// (e.g. 30m, 1h30m). When it runs out the pod is deleted and the task fails with DeadlineExceeded.

@@ -21,7 +21,7 @@ pub fn build(
     task_deadline: Option<Timestamp>,
     now: Timestamp,
 ) -> Pod {
-    let template = task.spec.template.clone();
+    let template = k8s_openapi::api::core::v1::PodTemplateSpec::clone(&task.spec.template);
     let meta = template.metadata.unwrap_or_default();
     let uid = task.uid().unwrap_or_default();
 

@@ -8,7 +8,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
-use super::{api_health::ApiHealth, events::Publisher, metrics::Metrics, permits::Permits};
+use super::{api_health::ApiHealth, cached_pod::CachedPod, events::Publisher, metrics::Metrics, permits::Permits};
 use crate::{
     crd::PodTask,
     engine::{self, naming, pod::is_owned_by},
@@ -24,8 +24,8 @@ pub fn system_clock() -> Clock {
 
 pub struct Context {
     pub client: Client,
-    /// podtask's own pods (label-selected), from the watch cache.
-    pub pods: Store<Pod>,
+    /// podtask's own pods (label-selected), from the watch cache, as the engine reads them.
+    pub pods: Store<CachedPod>,
     pub events: Publisher,
     pub config: engine::Config,
     pub metrics: Arc<Metrics>,
@@ -106,8 +106,8 @@ impl Context {
         let newest = task.status.as_ref().map_or(0, |s| s.attempt) + 1;
         (1..=newest)
             .filter_map(|attempt| self.pods.get(&ObjectRef::new(&naming::pod_name(&name, &uid, attempt)).within(&ns)))
+            .map(|p| Pod::from(&*p))
             .filter(|p| is_owned_by(p, &uid))
-            .map(|p| (*p).clone())
             .collect()
     }
 }

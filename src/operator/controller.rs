@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, future};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodSpec, PodStatus};
 use kube::{
     Api, Client, ResourceExt,
     runtime::{
@@ -18,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     api_health::ApiHealth,
+    cached_pod::CachedPod,
     context::{Clock, Context},
     events::Publisher,
     metrics::Metrics,
@@ -54,7 +54,7 @@ pub async fn run_scope(
 ) {
     // Tasks are read through DeserializeGuard: one PodTask podtask cannot read is reported on itself and never
     // fails the LIST or the watch that carries every other task.
-    let (tasks_api, pods_api): (Api<Watched>, Api<Pod>) = match &settings.namespace {
+    let (tasks_api, pods_api): (Api<Watched>, Api<CachedPod>) = match &settings.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
@@ -65,13 +65,13 @@ pub async fn run_scope(
     let (tasks_synced_tx, mut tasks_synced) = watch::channel(false);
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
 
-    // Only podtask's pods, and of each only what the engine reads: the cache stays proportional to podtask's own
-    // work and small per pod.
+    // Only podtask's pods, and of each only what the engine reads (CachedPod): the cache stays proportional to
+    // podtask's own work and small per pod.
     let (pod_reader, pod_writer) = reflector::store();
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
     let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
         .default_backoff()
-        .modify(trim_pod)
+        .modify(CachedPod::trim)
         .reflect(pod_writer)
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
@@ -154,49 +154,6 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
     }
 }
 
-/// Of a pod, the cache keeps what the engine reads: podtask's own labels and annotations, the owner, three spec
-/// fields, and the status's phase, reason, message, start time, conditions and container states. Memory then
-/// grows with podtask's own work, not with what the pods' templates or the kubelet add.
-pub(crate) fn trim_pod(pod: &mut Pod) {
-    pod.managed_fields_mut().clear();
-    pod.labels_mut().retain(|k, _| k.starts_with(naming::PREFIX));
-    pod.annotations_mut().retain(|k, _| k.starts_with(naming::PREFIX));
-    if let Some(status) = pod.status.take() {
-        let containers = |list: Option<Vec<ContainerStatus>>| {
-            list.map(|list| {
-                list.into_iter()
-                    .map(|c| ContainerStatus {
-                        name: c.name,
-                        state: c.state,
-                        ready: c.ready,
-                        restart_count: c.restart_count,
-                        started: c.started,
-                        ..ContainerStatus::default()
-                    })
-                    .collect()
-            })
-        };
-        pod.status = Some(PodStatus {
-            phase: status.phase,
-            reason: status.reason,
-            message: status.message,
-            start_time: status.start_time,
-            conditions: status.conditions,
-            container_statuses: containers(status.container_statuses),
-            init_container_statuses: containers(status.init_container_statuses),
-            ..PodStatus::default()
-        });
-    }
-    if let Some(spec) = pod.spec.take() {
-        pod.spec = Some(PodSpec {
-            node_name: spec.node_name,
-            termination_grace_period_seconds: spec.termination_grace_period_seconds,
-            active_deadline_seconds: spec.active_deadline_seconds,
-            ..PodSpec::default()
-        });
-    }
-}
-
 /// What podtask never reads of a cached PodTask: managedFields, kubectl's copy of the last applied manifest (the
 /// whole spec again) and the pod template, which only a launch needs; a launch reads the task fresh from the API
 /// server first. The API server keeps only the status of a status write, so nothing is lost.
@@ -204,9 +161,13 @@ pub(crate) fn trim_task(task: &mut Watched) {
     task.managed_fields_mut().clear();
     task.annotations_mut().remove(LAST_APPLIED);
     if let Ok(task) = &mut task.0 {
-        task.spec.template = Default::default();
+        task.spec.template = EMPTY_TEMPLATE.clone();
     }
 }
+
+/// The one template every cached PodTask has.
+static EMPTY_TEMPLATE: std::sync::LazyLock<Arc<k8s_openapi::api::core::v1::PodTemplateSpec>> =
+    std::sync::LazyLock::new(Default::default);
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -221,6 +182,7 @@ fn mark_synced<K>(event: &watcher::Event<K>, synced: &watch::Sender<bool>) {
 mod tests {
     use super::*;
     use crate::engine::{Config, Next, Observed, decide, testing::*};
+    use k8s_openapi::api::core::v1::Pod;
     use kube::core::DeserializeGuard;
     use serde_json::json;
 
@@ -261,8 +223,7 @@ mod tests {
             let mut pod = pod_at(&task, 1, t(0), with_kubelet_fields(state.clone()));
             pod.labels_mut().insert("app".into(), "demo".into());
             pod.annotations_mut().insert("kwok.podtask.dev/run-for".into(), "1s".into());
-            let mut trimmed = pod.clone();
-            trim_pod(&mut trimmed);
+            let trimmed = Pod::from(&crate::operator::cached_pod::cached(&pod));
             assert!(trimmed.status.as_ref().unwrap().pod_ip.is_none() && !trimmed.labels().contains_key("app"));
             // Before the first status write, and after it.
             let mut reported = task.clone();

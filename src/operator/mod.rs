@@ -1,6 +1,7 @@
 //! The shell: everything that talks to the API server, the network or the process.
 
 pub mod api_health;
+pub mod cached_pod;
 pub mod context;
 pub mod controller;
 pub mod error;

@@ -160,8 +160,9 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     // Its pods must not run on unsupervised.
     let uid = meta.uid.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    for pod in ctx.pods.state().iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str()) && is_owned_by(p, &uid))
-    {
+    let cached = ctx.pods.state();
+    let ours = cached.iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())).map(|p| Pod::from(&**p));
+    for pod in ours.filter(|p| is_owned_by(p, &uid)) {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
             delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;

@@ -385,9 +385,9 @@ where
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let api_client = client.clone();
-    let (pods, mut writer) = reflector::store::<Pod>();
+    let (pods, mut writer) = reflector::store();
     for pod in cache {
-        writer.apply_watcher_event(&watcher::Event::Apply(pod));
+        writer.apply_watcher_event(&watcher::Event::Apply(crate::operator::cached_pod::cached(&pod)));
     }
     let ctx = Arc::new(Context {
         events: Publisher::new(client.clone(), "test".into()),
