@@ -201,19 +201,32 @@ async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error
             Next::ReadFresh(pod) if !seen.fresh => seen.read_fresh(&pods_api, &pod).await?,
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
             Next::ReadFresh(_) => break,
-            Next::Act(plan) if plan.create.is_none() => return act(&task, *plan, &pods_api, ctx).await,
+            Next::Act(plan) if plan.create.is_none() => {
+                let stop = plan.deadline_stop.is_some();
+                match act(&task, *plan, &pods_api, ctx).await {
+                    // A deadline is not left to a later reconcile: decide again on the task as it is now.
+                    Err(Error::Stale(_)) if stop && !seen.task_fresh => {
+                        seen.task_fresh = true;
+                        debug!("the status write at the deadline lost a race: deciding again on a fresh read");
+                        match read_task(&task, ctx).await? {
+                            Some(fresh) => task = std::borrow::Cow::Owned(fresh),
+                            None => return Ok(Action::await_change()),
+                        }
+                    }
+                    done => return done,
+                }
+            }
             Next::Act(_) if !seen.task_fresh => {
                 seen.task_fresh = true;
-                let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &ns);
                 // The cache holds no pod template (controller::trim_task): the pod is built from this read.
-                match api.get_opt(&task.name_any()).await? {
-                    Some(fresh) if fresh.uid() == task.uid() => {
+                match read_task(&task, ctx).await? {
+                    Some(fresh) => {
                         if fresh.resource_version() != task.resource_version() {
                             debug!("the cached task was stale: deciding again on a fresh read before launching");
                         }
                         task = std::borrow::Cow::Owned(fresh);
                     }
-                    _ => return Ok(Action::await_change()),
+                    None => return Ok(Action::await_change()),
                 }
             }
             Next::Act(mut plan) => {
@@ -227,6 +240,12 @@ async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error
         }
     }
     Ok(Action::requeue(STALE_RETRY))
+}
+
+/// The task as the API server has it now; None if it is gone (or is another object of the same name).
+async fn read_task(task: &PodTask, ctx: &Context) -> Result<Option<PodTask>, Error> {
+    let api: Api<PodTask> = Api::namespaced(ctx.client.clone(), &task.namespace().unwrap_or_default());
+    Ok(api.get_opt(&task.name_any()).await?.filter(|fresh| fresh.uid() == task.uid()))
 }
 
 /// What this reconcile has observed so far.
@@ -318,7 +337,11 @@ async fn act(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> 
         written = write_status(task, status, ctx).await;
         match &written {
             Ok(()) => observe_transition(&old, status, ctx),
-            // The next reconcile records the outcome (a pod gone after its deadline is DeadlineExceeded).
+            // Never act on a view the API server calls stale: the pod could be deleted with its end unrecorded
+            // and read as lost.
+            Err(Error::Stale(_)) => return written.map(|()| Action::await_change()),
+            // Refused otherwise: the deadline still holds, and the next reconcile records the outcome (a pod gone
+            // after its deadline is DeadlineExceeded).
             Err(_) if plan.deadline_stop.is_some() => {}
             Err(_) => return written.map(|()| Action::await_change()),
         }

@@ -307,6 +307,33 @@ async fn a_refused_status_write_never_prevents_the_deadlines_pod_delete() {
     assert!(matches!(result, Err(Error::Kube(_))), "the status write is retried later: {result:?}");
 }
 
+/// At the deadline, the status write loses a race with a newer version of the task: the pod is not deleted on a
+/// view the API server called stale (its end would go unrecorded, and the next look would find it lost), and the
+/// deadline is not left to a later reconcile either: the task is read fresh, and decided on again at once.
+#[tokio::test]
+async fn a_status_write_that_lost_a_race_at_the_deadline_is_decided_again_on_a_fresh_read() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let fresh = pod.clone();
+    let (result, _) = reconcile_against(task.clone(), vec![pod], t(605), |mut api| async move {
+        api.task = serde_json::to_value(&task).expect("json");
+        api.task["metadata"]["resourceVersion"] = json!("8");
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
+        let conflict = api_status(409, "Conflict", "the object has been modified");
+        api.expect(Method::PUT, STATUS).await.respond(409, &conflict);
+        let put = api.expect(Method::PUT, STATUS).await;
+        assert_eq!(api.task_reads, 1, "the task was read fresh after the conflict");
+        assert_eq!(put.body["metadata"]["resourceVersion"], "8", "written over the fresh version");
+        assert_eq!(written_status(&put.body).reason, Some(Reason::DeadlineExceeded));
+        put.echo();
+        api.expect(Method::DELETE, POD_PATH).await.respond(200, &deleting(&fresh));
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
 // ---- pod create refused ----
 
 #[tokio::test]
