@@ -439,8 +439,8 @@ def wait_until(pred, timeout, step=0.25):
     return False
 
 
-def running_tasks(kind, n, ns, make, args, timeout):
-    """Create n tasks whose pods run forever; wait until all pods are Running."""
+def running_tasks(kind, n, ns, make, args, timeout, op=None):
+    """Create n tasks whose pods run forever; wait until all pods are Running (or the operator, if given, exits)."""
     running, lock, stop = set(), threading.Lock(), threading.Event()
 
     def on_pod(typ, obj, t):
@@ -453,7 +453,10 @@ def running_tasks(kind, n, ns, make, args, timeout):
     K.watch(coll("pod", ns), on_pod, stop)
     t0 = time.time()
     create_all([make(i) for i in range(n)], kind, ns, args.workers)
-    ok = wait_until(lambda: len(running) >= n, timeout)
+    ok = wait_until(lambda: len(running) >= n or (op is not None and op.p.poll() is not None), timeout)
+    if op is not None and op.p.poll() is not None:
+        raise RuntimeError(f"the operator exited with {op.p.returncode} while {len(running)} of {n} pods were Running;"
+                           f" see {op.logf.name}")
     t = time.time() - t0
     return stop, running, (t if ok else None)
 
@@ -564,7 +567,7 @@ def scale_point(n, args):
     # thousands of pods, and the default 5-minute startup timeout would turn that wait into retries.
     op = Operator(ns, args.operator_args + ["--default-startup-timeout=2h"])
     stop, running, t_run = running_tasks("podtask", n, ns, lambda i: podtask(f"t-{i}", "run-forever"), args,
-                                         120 + n * 0.3)
+                                         120 + n * 0.3, op)
     stop.set()
     ok = wait_until(lambda: _tasks_running(op) >= n, 60, step=1)
     time.sleep(5)
