@@ -202,12 +202,12 @@ async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
             Next::ReadFresh(_) => break,
             Next::Act(plan) if plan.create.is_none() => {
-                let stop = plan.deadline_stop.is_some();
                 match act(&task, *plan, &pods_api, ctx).await {
-                    // A deadline is not left to a later reconcile: decide again on the task as it is now.
-                    Err(Error::Stale(_)) if stop && !seen.task_fresh => {
+                    // The cache lags (a watch that is slow to come back, after throttling say): nothing is left to
+                    // it, not a deadline and not a finished task's cleanup. Decide again on the task as it is now.
+                    Err(Error::Stale(_)) if !seen.task_fresh => {
                         seen.task_fresh = true;
-                        debug!("the status write at the deadline lost a race: deciding again on a fresh read");
+                        debug!("the status write lost a race: deciding again on a fresh read");
                         match read_task(&task, ctx).await? {
                             Some(fresh) => task = std::borrow::Cow::Owned(fresh),
                             None => return Ok(Action::await_change()),

@@ -283,6 +283,9 @@ async fn a_status_write_that_lost_a_race_stops_the_reconcile() {
             "Operation cannot be fulfilled on podtasks.podtask.dev \"job\": the object has been modified; please apply your changes to the latest version and try again",
         );
         api.expect(Method::PUT, STATUS).await.respond(409, &conflict);
+        // decided again on a fresh read of the task, which loses the race too here
+        api.expect(Method::PUT, STATUS).await.respond(409, &conflict);
+        assert_eq!(api.task_reads, 1, "one fresh read after the first conflict");
         api // `done` fails on the DELETE that a stale view must not issue
     })
     .await;
@@ -305,6 +308,30 @@ async fn a_refused_status_write_never_prevents_the_deadlines_pod_delete() {
     })
     .await;
     assert!(matches!(result, Err(Error::Kube(_))), "the status write is retried later: {result:?}");
+}
+
+/// The cache still shows a task as running after its end was written (its watch is slow to come back, after
+/// throttling say): the write on that view is refused, and the fresh read shows the end, so the pod is deleted now
+/// rather than whenever the watch returns.
+#[tokio::test]
+async fn a_finished_task_seen_stale_is_cleaned_up_from_a_fresh_read() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let running_task = reported(task, std::slice::from_ref(&pod), t(10));
+    let done = pod_at(&running_task, 1, t(0), exited("Succeeded", 0, ""));
+    let finished = reported(running_task.clone(), std::slice::from_ref(&done), t(30));
+    assert_eq!(finished.status.as_ref().unwrap().phase, Phase::Succeeded);
+    let (result, _) = reconcile_against(running_task, vec![done.clone()], t(40), |mut api| async move {
+        api.task = serde_json::to_value(&finished).expect("json");
+        api.task["metadata"]["resourceVersion"] = json!("9");
+        let conflict = api_status(409, "Conflict", "the object has been modified");
+        api.expect(Method::PUT, STATUS).await.respond(409, &conflict);
+        api.expect(Method::DELETE, POD_PATH).await.respond(200, &deleting(&done));
+        assert_eq!(api.task_reads, 1);
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
 }
 
 /// At the deadline, the status write loses a race with a newer version of the task: the pod is not deleted on a
