@@ -372,13 +372,18 @@ impl<'a> Decision<'a> {
                 self.requeue(startup_deadline);
             }
         }
-        // Normal progress (a node, then containers being created) is news only when it takes a while; anything
-        // else (pulls failing, no node fits, a missing Secret) once the settle time has passed.
-        let news_after = match w.reason {
-            Reason::Scheduling | Reason::ContainerCreating => self.cfg.quiet_progress,
-            _ => self.cfg.status_settle,
+        // Normal progress (a node, then containers being created) is news only when that step takes a while, each
+        // step timed from its own start; anything else (pulls failing, no node fits, a missing Secret) once the
+        // settle time has passed.
+        let news_at = match w.reason {
+            Reason::Scheduling => deadline::after(created, self.cfg.quiet_progress),
+            Reason::ContainerCreating => {
+                let step_began = pod::scheduled_at(pod).map_or(created, |at| at.max(created));
+                deadline::after(step_began, self.cfg.quiet_progress)
+            }
+            _ => deadline::after(created, self.cfg.status_settle),
         };
-        if self.hold_progress(deadline::after(created, news_after)) {
+        if self.hold_progress(news_at) {
             return;
         }
         if self.rate_limited_this_attempt(&w) && w.reason == Reason::ImagePullBackOff {

@@ -77,6 +77,26 @@ fn a_pod_starting_normally_is_reported_only_once_it_takes_a_while() {
     assert!(plan.events.is_empty(), "normal progress is in the status, not in an Event");
 }
 
+/// A busy scheduler: 12 s to a node (Scheduling is news at 10 s); creating the containers is then timed from the
+/// moment the pod got its node, not from its creation.
+#[test]
+fn each_normal_step_is_news_only_once_that_step_takes_a_while() {
+    let task = task(json!({}));
+    let mut task = after(&task, &cached(&task, &[], t(0)));
+    let unscheduled = pod_at(&task, 1, t(0), json!({"phase": "Pending"}));
+    let plan = cached(&task, std::slice::from_ref(&unscheduled), t(10));
+    assert_eq!(reason(&plan), Some(Reason::Scheduling));
+    task = after(&task, &plan);
+    let mut creating = scheduled_waiting("ContainerCreating", "");
+    creating["conditions"][0]["lastTransitionTime"] = json!(t(12).to_string());
+    let pod = pod_at(&task, 1, t(0), creating);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(15));
+    assert!(!plan.writes_status, "3 s into creating its containers: not news yet, however old the pod");
+    assert_eq!(plan.requeue_at, Some(t(22)), "10 s after the pod got its node");
+    let plan = cached(&task, &[pod], t(22));
+    assert_eq!(reason(&plan), Some(Reason::ContainerCreating));
+}
+
 #[test]
 fn trouble_starting_is_reported_once_the_settle_time_has_passed() {
     let task = task(json!({}));

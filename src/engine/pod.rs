@@ -86,6 +86,17 @@ pub fn created_at(pod: &Pod) -> Option<Timestamp> {
     recorded.or_else(|| pod.creation_timestamp().map(|t| deadline::after(t.0, std::time::Duration::from_secs(1))))
 }
 
+/// When the pod was bound to a node (its `PodScheduled` condition turned true), if it has been.
+pub fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
+    conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "True")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| t.0)
+}
+
 /// Since when the pod's containers have all been running: the latest start among its running containers (none
 /// recorded: its creation).
 pub fn running_since(pod: &Pod) -> Option<Timestamp> {

@@ -1,6 +1,9 @@
 //! Everything a reconcile needs, handed in from outside so tests can substitute any part.
 
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
@@ -38,6 +41,8 @@ pub struct Context {
     pub api: Arc<ApiHealth>,
     /// podtask's own status writes the task cache has not shown yet.
     pub own_writes: OwnWrites,
+    /// podtask's own pod deletes the pod cache may not have shown yet.
+    pub deleted: Deleted,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.
@@ -58,38 +63,98 @@ impl Failures {
     }
 }
 
+/// What podtask's own requests changed, for a short while: what the watch caches may not show yet.
+struct Recent<V> {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (V, Instant)>>,
+    keep: Duration,
+}
+
+impl<V: Clone> Recent<V> {
+    fn new(keep: Duration) -> Self {
+        Self { entries: Default::default(), keep }
+    }
+
+    fn remember(&self, key: &str, value: V) {
+        let mut map = self.entries.lock().expect("recent map lock");
+        if map.len() >= 1024 {
+            // Entries no lookup came for (their task was deleted first, say): nothing will look them up again.
+            map.retain(|_, (_, at)| at.elapsed() < self.keep);
+        }
+        map.insert(key.to_owned(), (value, Instant::now()));
+    }
+
+    /// The value remembered for `key`, if it is recent (an old one is forgotten).
+    fn recall(&self, key: &str) -> Option<V> {
+        let mut map = self.entries.lock().expect("recent map lock");
+        match map.get(key) {
+            Some((value, at)) if at.elapsed() < self.keep => Some(value.clone()),
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn forget(&self, key: &str) {
+        self.entries.lock().expect("recent map lock").remove(key);
+    }
+}
+
 /// How long a reconcile waits for the task cache to show podtask's own last status write before it goes ahead
 /// anyway (a watch that is slow, or restarted and skipped that version).
-pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+pub const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// podtask's last status write per task (namespace/name): the resourceVersion it produced, and when. A reconcile
-/// woken by a pod event moments after that write would otherwise decide on the version it replaced, and its own
-/// write would be refused with 409 Conflict: one wasted write, and a retry.
-#[derive(Default)]
-pub struct OwnWrites(std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>);
+/// podtask's last status write per task (namespace/name): the resourceVersion it produced. A reconcile woken by a
+/// pod event moments after that write would otherwise decide on the version it replaced, and its own write would
+/// be refused with 409 Conflict: one wasted write, and a retry.
+pub struct OwnWrites(Recent<String>);
+
+impl Default for OwnWrites {
+    fn default() -> Self {
+        Self(Recent::new(CATCH_UP))
+    }
+}
 
 impl OwnWrites {
     /// podtask's status write to `key` produced `resource_version`.
     pub fn wrote(&self, key: &str, resource_version: String) {
-        let mut map = self.0.lock().expect("own writes lock");
-        if map.len() >= 1024 {
-            // Writes whose task was deleted before the cache showed them: nothing will look them up again.
-            map.retain(|_, (_, at)| at.elapsed() < CATCH_UP);
-        }
-        map.insert(key.to_owned(), (resource_version, std::time::Instant::now()));
+        self.0.remember(key, resource_version);
     }
 
     /// Is the cached version of `key` older than podtask's own last write of it (and that write recent)?
     pub fn cache_behind(&self, key: &str, cached: Option<&str>) -> bool {
-        let mut map = self.0.lock().expect("own writes lock");
-        match map.get(key) {
-            Some((written, at)) if Some(written.as_str()) != cached && at.elapsed() < CATCH_UP => true,
+        match self.0.recall(key) {
+            Some(written) if Some(written.as_str()) != cached => true,
             Some(_) => {
-                map.remove(key);
+                self.0.forget(key);
                 false
             }
             None => false,
         }
+    }
+}
+
+/// How long podtask remembers a pod it deleted: longer than the pod cache takes to show the deletion.
+pub const DELETED_RECENTLY: Duration = Duration::from_secs(10);
+
+/// Pods (by UID) the API server accepted podtask's delete of: a reconcile whose cache still shows such a pod
+/// alive does not delete it again (a wasted write, answered 404 once the pod is gone).
+pub struct Deleted(Recent<()>);
+
+impl Default for Deleted {
+    fn default() -> Self {
+        Self(Recent::new(DELETED_RECENTLY))
+    }
+}
+
+impl Deleted {
+    pub fn deleted(&self, uid: &str) {
+        self.0.remember(uid, ());
+    }
+
+    pub fn recently(&self, uid: &str) -> bool {
+        self.0.recall(uid).is_some()
     }
 }
 

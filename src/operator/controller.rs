@@ -101,6 +101,7 @@ pub async fn run_scope(
         clock,
         failures: Default::default(),
         own_writes: Default::default(),
+        deleted: Default::default(),
         permits: settings.permits.clone(),
         api: settings.api.clone(),
     });

@@ -384,12 +384,19 @@ async fn delete_task(task: &PodTask, ctx: &Context) -> Result<(), Error> {
 }
 
 async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<(), Error> {
+    if d.uid.as_deref().is_some_and(|uid| ctx.deleted.recently(uid)) {
+        debug!(pod = %d.name, "deleted moments ago; the cache has not shown it yet");
+        return Ok(());
+    }
     let params = DeleteParams {
         preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
         ..Default::default()
     };
     match api.delete(&d.name, &params).await {
         Ok(_) => {
+            if let Some(uid) = &d.uid {
+                ctx.deleted.deleted(uid);
+            }
             ctx.metrics.write(WriteKind::PodDelete);
             info!(pod = %d.name, "deleted pod");
             Ok(())

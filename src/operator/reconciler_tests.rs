@@ -21,7 +21,7 @@ use crate::{
     engine::{self, testing::*},
     jiff::Timestamp,
     operator::{
-        context::{Context, OwnWrites},
+        context::{Context, Deleted, OwnWrites},
         error::Error,
         events::Publisher,
         metrics::Metrics,
@@ -253,10 +253,9 @@ async fn a_reconcile_waits_for_the_cache_to_show_its_own_last_write() {
     let mut task = reported(task, std::slice::from_ref(&pod), t(10));
     task.metadata.resource_version = Some("41".into());
     let done = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
-    let own_writes = OwnWrites::default();
-    own_writes.wrote("ns/job", "42".into());
-    let (result, _) =
-        reconcile_after(own_writes, task, vec![done], t(30), |api| async move { api.silent().await }).await;
+    let memory = Memory::default();
+    memory.own_writes.wrote("ns/job", "42".into());
+    let (result, ..) = reconcile_after(memory, task, vec![done], t(30), |api| async move { api.silent().await }).await;
     assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_millis(250)));
 }
 
@@ -331,6 +330,33 @@ async fn a_finished_task_seen_stale_is_cleaned_up_from_a_fresh_read() {
         api
     })
     .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// A finished task's pod is deleted once: the next reconcile (woken by podtask's own status write, say) may still
+/// find the pod alive in a cache that has not shown the deletion, and does not delete it again.
+#[tokio::test]
+async fn a_pod_is_deleted_once_however_slowly_the_cache_shows_it() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let running_task = reported(task, std::slice::from_ref(&pod), t(10));
+    let done = pod_at(&running_task, 1, t(0), exited("Succeeded", 0, ""));
+    let deleted = done.clone();
+    let finished = reported(running_task.clone(), std::slice::from_ref(&done), t(30));
+    let (result, _, remembered) =
+        reconcile_after(Memory::default(), running_task, vec![done.clone()], t(30), |mut api| async move {
+            api.expect(Method::PUT, STATUS).await.echo();
+            api.expect(Method::DELETE, POD_PATH).await.respond(200, &deleting(&deleted));
+            api
+        })
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(remembered, "the delete is remembered");
+    // The next reconcile: the task as written, the pod cache not yet showing the deletion.
+    let memory = Memory::default();
+    memory.deleted.deleted("pod-uid-1");
+    let (result, ..) =
+        reconcile_after(memory, finished, vec![done], t(31), |api| async move { api.silent().await }).await;
     assert!(result.is_ok(), "{result:?}");
 }
 
@@ -421,17 +447,26 @@ where
     S: FnOnce(ApiServer) -> F,
     F: Future<Output = ApiServer> + Send + 'static,
 {
-    reconcile_after(OwnWrites::default(), task, cache, now, script).await
+    let (result, events, _) = reconcile_after(Memory::default(), task, cache, now, script).await;
+    (result, events)
 }
 
-/// As `reconcile_against`, with podtask's earlier status writes recorded in `own_writes`.
-async fn reconcile_after<S, F>(
+/// What podtask remembers of its own recent requests, going into a reconcile.
+#[derive(Default)]
+struct Memory {
     own_writes: OwnWrites,
+    deleted: Deleted,
+}
+
+/// As `reconcile_against`, with podtask's earlier requests in `memory`; also says whether the reconcile remembers
+/// deleting the pod of attempt 1.
+async fn reconcile_after<S, F>(
+    memory: Memory,
     task: PodTask,
     cache: Vec<Pod>,
     now: Timestamp,
     script: S,
-) -> (Result<Action, Error>, Vec<String>)
+) -> (Result<Action, Error>, Vec<String>, bool)
 where
     S: FnOnce(ApiServer) -> F,
     F: Future<Output = ApiServer> + Send + 'static,
@@ -451,7 +486,8 @@ where
         metrics: Arc::new(Metrics::default()),
         clock: Arc::new(move || now),
         failures: Default::default(),
-        own_writes,
+        own_writes: memory.own_writes,
+        deleted: memory.deleted,
         permits: Arc::new(crate::operator::permits::Permits::new(1)),
         api: crate::operator::api_health::ApiHealth::new(api_client),
     });
@@ -459,12 +495,15 @@ where
     let script = script(ApiServer { handle, events: vec![], task: stored_task, task_reads: 0 });
     let server = tokio::spawn(async move { script.await.done().await });
     // A guard against a script and a reconcile waiting on each other, not a timing claim.
-    let result = tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx))
-        .await
-        .expect("the reconcile finished");
+    let result =
+        tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx.clone()))
+            .await
+            .expect("the reconcile finished");
+    let remembers_delete = ctx.deleted.recently("pod-uid-1");
+    drop(ctx);
     // The reconcile dropped the client, so the server sees the end; its assertions fail the test first.
     let events = server.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    (result, events)
+    (result, events, remembers_delete)
 }
 
 /// The API server's side of the mock client.
