@@ -221,7 +221,8 @@ class Operator:
         self.logf = open(os.path.join(ROOT, "target", f"bench-operator-{ns}.log"), "w")
         env = dict(os.environ, KUBECONFIG=os.path.join(STATE, "kubeconfig"))
         cmd = [os.path.join(ROOT, "target", "release", "podtask"), "run", "--namespaces", ns,
-               "--http-addr", f"127.0.0.1:{self.port}", "--log-level", "warn"] + args
+               "--http-addr", f"127.0.0.1:{self.port}",
+               "--log-level", os.environ.get("BENCH_OPERATOR_LOG_LEVEL", "warn")] + args
         # e.g. BENCH_OPERATOR_WRAPPER="heaptrack -o target/bench/heap" (CPU/RSS figures then belong to the wrapper)
         cmd = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split() + cmd
         self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
@@ -573,9 +574,10 @@ def scale_point(n, args):
     time.sleep(5)
     cpu, hwm, rss = op.stat()
     op.stop()
-    drop_namespace(ns)
     res = {"n": n, "all_running_s": t_run, "status_running": ok, "cpu_s": cpu, "peak_rss_kib": hwm, "rss_kib": rss}
-    log(f"scale n={n}: running in {t_run} s, rss={rss} KiB peak={hwm} KiB cpu={cpu:.1f} s")
+    log(f"scale n={n}: running in {t_run} s, rss={rss} KiB peak={hwm} KiB cpu={cpu:.1f} s; operator stopped,"
+        f" deleting the namespace")
+    drop_namespace(ns)
     return res
 
 

@@ -5,21 +5,26 @@
 //! from the watch (serde skips every other field, so no whole pod is ever built) and turned back into a `Pod` with
 //! the same fields when a reconcile needs one.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::{
     NamespaceResourceScope,
     api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus},
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
-use kube::{Resource, ResourceExt};
+use kube::Resource;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::naming;
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct CachedPod {
+    /// Without labels and annotations once trimmed: podtask's own are in `marks`.
     pub metadata: ObjectMeta,
+    /// The labels and annotations of its own that podtask reads back, outside `metadata`: a map costs a node of
+    /// some 500 bytes even for one entry.
+    #[serde(skip)]
+    marks: Vec<(&'static str, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<Spec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,11 +54,26 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conditions: Option<Vec<PodCondition>>,
+    pub conditions: Option<Vec<Condition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_statuses: Option<Vec<Container>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_container_statuses: Option<Vec<Container>>,
+}
+
+/// A pod condition without `lastProbeTime` and `observedGeneration`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -95,14 +115,23 @@ impl Resource for CachedPod {
 }
 
 impl CachedPod {
-    /// Of the metadata too, only what podtask reads: its own labels and annotations, the owner, the name, uid,
-    /// times and resourceVersion (not managedFields, nor what the pod's template or others added).
+    /// Of the metadata too, only what podtask reads: the labels and annotations the engine reads back (moved to
+    /// `marks`), the owner, the name, uid, times and resourceVersion (not managedFields, nor what the pod's
+    /// template or others added).
     pub fn trim(&mut self) {
-        self.managed_fields_mut().clear();
-        self.labels_mut().retain(|k, _| k.starts_with(naming::PREFIX));
-        self.annotations_mut().retain(|k, _| k.starts_with(naming::PREFIX));
+        self.metadata.managed_fields = None;
+        let mut labels = self.metadata.labels.take().unwrap_or_default();
+        let mut annotations = self.metadata.annotations.take().unwrap_or_default();
+        let labels = READ_LABELS.iter().filter_map(|&k| labels.remove(k).map(|v| (k, v)));
+        let annotations = READ_ANNOTATIONS.iter().filter_map(|&k| annotations.remove(k).map(|v| (k, v)));
+        self.marks = labels.chain(annotations).collect();
     }
 }
+
+/// podtask's own labels and annotations of its pods that the engine reads (`engine::pod`).
+const READ_LABELS: [&str; 1] = [naming::LABEL_ATTEMPT];
+const READ_ANNOTATIONS: [&str; 3] =
+    [naming::ANNOTATION_START_TIME, naming::ANNOTATION_CREATED_AT, naming::ANNOTATION_DEADLINE];
 
 impl From<&CachedPod> for Pod {
     fn from(p: &CachedPod) -> Self {
@@ -120,8 +149,32 @@ impl From<&CachedPod> for Pod {
                     .collect()
             })
         };
+        let marks = |keys: &[&str]| {
+            let map: BTreeMap<String, String> =
+                p.marks.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+            (!map.is_empty()).then_some(map)
+        };
+        let mut metadata = p.metadata.clone();
+        if !p.marks.is_empty() {
+            metadata.labels = marks(&READ_LABELS);
+            metadata.annotations = marks(&READ_ANNOTATIONS);
+        }
+        let conditions = |list: &Option<Vec<Condition>>| {
+            list.as_ref().map(|list| {
+                list.iter()
+                    .map(|c| PodCondition {
+                        type_: c.type_.clone(),
+                        status: c.status.clone(),
+                        reason: c.reason.clone(),
+                        message: c.message.clone(),
+                        last_transition_time: c.last_transition_time.clone(),
+                        ..PodCondition::default()
+                    })
+                    .collect()
+            })
+        };
         Pod {
-            metadata: p.metadata.clone(),
+            metadata,
             spec: p.spec.as_ref().map(|s| PodSpec {
                 node_name: s.node_name.clone(),
                 termination_grace_period_seconds: s.termination_grace_period_seconds,
@@ -133,7 +186,7 @@ impl From<&CachedPod> for Pod {
                 reason: s.reason.clone(),
                 message: s.message.clone(),
                 start_time: s.start_time.clone(),
-                conditions: s.conditions.clone(),
+                conditions: conditions(&s.conditions),
                 container_statuses: containers(&s.container_statuses),
                 init_container_statuses: containers(&s.init_container_statuses),
                 ..PodStatus::default()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt, future};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource,
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
@@ -155,12 +155,13 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
     }
 }
 
-/// What podtask never reads of a cached PodTask: managedFields, kubectl's copy of the last applied manifest (the
-/// whole spec again) and the pod template, which only a launch needs; a launch reads the task fresh from the API
-/// server first. The API server keeps only the status of a status write, so nothing is lost.
+/// What podtask never reads of a cached PodTask: managedFields, labels and annotations (kubectl's copy of the last
+/// applied manifest is the whole spec again) and the pod template, which only a launch needs; a launch reads the
+/// task fresh from the API server first. The API server keeps only the status of a status write, so nothing is
+/// lost.
 pub(crate) fn trim_task(task: &mut Watched) {
-    task.managed_fields_mut().clear();
-    task.annotations_mut().remove(LAST_APPLIED);
+    let meta = task.meta_mut();
+    (meta.managed_fields, meta.labels, meta.annotations) = (None, None, None);
     if let Ok(task) = &mut task.0 {
         task.spec.template = EMPTY_TEMPLATE.clone();
     }
@@ -169,8 +170,6 @@ pub(crate) fn trim_task(task: &mut Watched) {
 /// The one template every cached PodTask has.
 static EMPTY_TEMPLATE: std::sync::LazyLock<Arc<k8s_openapi::api::core::v1::PodTemplateSpec>> =
     std::sync::LazyLock::new(Default::default);
-
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// A watch delivered its first complete list (and the reflector before this point stored it).
 fn mark_synced<K>(event: &watcher::Event<K>, synced: &watch::Sender<bool>) {
@@ -184,7 +183,7 @@ mod tests {
     use super::*;
     use crate::engine::{Config, Next, Observed, decide, testing::*};
     use k8s_openapi::api::core::v1::Pod;
-    use kube::core::DeserializeGuard;
+    use kube::{ResourceExt, core::DeserializeGuard};
     use serde_json::json;
 
     /// The engine decides the same on a trimmed pod and task as on the whole ones, in every state and at every

@@ -15,3 +15,6 @@ pub mod reconciler;
 pub mod run;
 pub mod telemetry;
 pub mod throttle;
+
+#[cfg(test)]
+mod footprint_tests;
