@@ -633,6 +633,9 @@ def main():
                 order = [("job", "defaults"), ("podtask", "podtask"), ("job", "equal"), ("podtask", "podtask")]
                 if r % 2:
                     order = order[::-1]
+                # BENCH_KINDS=podtask: podtask's runs only (to look into its own requests, say)
+                kinds = os.environ.get("BENCH_KINDS", "job,podtask").split(",")
+                order = [o for o in order if o[0] in kinds]
                 for kind, label in order:
                     if kind == "job":
                         set_kcm(label)

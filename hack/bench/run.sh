@@ -6,7 +6,8 @@
 # Writes target/bench/results.json, target/bench/table.md and docs/performance.svg.
 # Extra settings: BENCH_REPEATS, BENCH_SCALE ("100 1000 5000 10000"), BENCH_PHASES, BENCH_OPERATOR_ARGS (default: the
 # Job controller's "equal" budget, --kube-api-qps=1000 --kube-api-burst=1000).
-# BENCH_OPERATOR_LOG_LEVEL (default warn), BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o target/bench/heap").
+# BENCH_OPERATOR_LOG_LEVEL (default warn), BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o target/bench/heap"),
+# BENCH_KINDS (default job,podtask; "podtask" skips the Job runs).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 quick=0 keep=0 sizes=()
