@@ -43,6 +43,8 @@ pub struct Context {
     pub own_writes: OwnWrites,
     /// podtask's own pod deletes the pod cache may not have shown yet.
     pub deleted: Deleted,
+    /// podtask's own pod creates the pod cache may not have shown yet.
+    pub just_created: JustCreated,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.
@@ -158,6 +160,42 @@ impl Deleted {
     }
 }
 
+/// How long podtask remembers a pod it created, as the API server answered the create: longer than the pod cache
+/// takes to show it.
+pub const CREATED_RECENTLY: Duration = Duration::from_secs(10);
+
+/// Pods (by namespace/name) podtask created moments ago, as the create's answer showed them. A reconcile woken by
+/// the task's status write before the pod cache shows the new pod would otherwise read the pod fresh from the API
+/// server, only to learn what the create already said.
+pub struct JustCreated(Recent<Arc<CachedPod>>);
+
+impl Default for JustCreated {
+    fn default() -> Self {
+        Self(Recent::new(CREATED_RECENTLY))
+    }
+}
+
+impl JustCreated {
+    pub fn created(&self, pod: &Pod) {
+        let Ok(mut cached) = serde_json::to_value(pod).and_then(serde_json::from_value::<CachedPod>) else {
+            return;
+        };
+        cached.trim();
+        let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
+        self.0.remember(&key, Arc::new(cached));
+    }
+
+    /// The pod `namespace/name` as its create showed it, if that was moments ago.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedPod>> {
+        self.0.recall(key)
+    }
+
+    /// The pod cache shows it now.
+    fn seen(&self, key: &str) {
+        self.0.forget(key);
+    }
+}
+
 impl Context {
     pub fn now(&self) -> Timestamp {
         (self.clock)()
@@ -165,12 +203,22 @@ impl Context {
 
     /// The task's pods in the watch cache, looked up by their deterministic names (attempt 1 up to one past the
     /// newest the status knows: a pod created just before a status write that never happened) rather than by
-    /// scanning the whole cache.
+    /// scanning the whole cache; a pod podtask created moments ago as its create showed it, until the cache does.
     pub fn pods_of(&self, task: &PodTask) -> Vec<Pod> {
         let (ns, name, uid) = (task.namespace().unwrap_or_default(), task.name_any(), task.uid().unwrap_or_default());
         let newest = task.status.as_ref().map_or(0, |s| s.attempt) + 1;
         (1..=newest)
-            .filter_map(|attempt| self.pods.get(&ObjectRef::new(&naming::pod_name(&name, &uid, attempt)).within(&ns)))
+            .filter_map(|attempt| {
+                let pod_name = naming::pod_name(&name, &uid, attempt);
+                let key = format!("{ns}/{pod_name}");
+                match self.pods.get(&ObjectRef::new(&pod_name).within(&ns)) {
+                    Some(cached) => {
+                        self.just_created.seen(&key);
+                        Some(cached)
+                    }
+                    None => self.just_created.get(&key),
+                }
+            })
             .map(|p| Pod::from(&*p))
             .filter(|p| is_owned_by(p, &uid))
             .collect()

@@ -102,6 +102,7 @@ pub async fn run_scope(
         failures: Default::default(),
         own_writes: Default::default(),
         deleted: Default::default(),
+        just_created: Default::default(),
         permits: settings.permits.clone(),
         api: settings.api.clone(),
     });

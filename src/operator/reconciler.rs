@@ -300,7 +300,8 @@ enum Created {
 async fn create_pod(api: &Api<Pod>, pod: &Pod, task_uid: &str, ctx: &Context) -> Result<Created, Error> {
     let name = pod.name_any();
     match api.create(&PostParams::default(), pod).await {
-        Ok(_) => {
+        Ok(created) => {
+            ctx.just_created.created(&created);
             ctx.metrics.write(WriteKind::PodCreate);
             ctx.metrics.attempts_started.inc();
             info!(pod = %name, attempt = engine::pod::attempt_of(pod), "created pod");

@@ -21,7 +21,7 @@ use crate::{
     engine::{self, testing::*},
     jiff::Timestamp,
     operator::{
-        context::{Context, Deleted, OwnWrites},
+        context::{Context, Deleted, JustCreated, OwnWrites},
         error::Error,
         events::Publisher,
         metrics::Metrics,
@@ -351,12 +351,52 @@ async fn a_pod_is_deleted_once_however_slowly_the_cache_shows_it() {
         })
         .await;
     assert!(result.is_ok(), "{result:?}");
-    assert!(remembered, "the delete is remembered");
+    assert!(remembered.delete, "the delete is remembered");
     // The next reconcile: the task as written, the pod cache not yet showing the deletion.
     let memory = Memory::default();
     memory.deleted.deleted("pod-uid-1");
     let (result, ..) =
         reconcile_after(memory, finished, vec![done], t(31), |api| async move { api.silent().await }).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// The task's status write (attempt 1 launched) wakes a reconcile before the pod cache shows the new pod: the pod
+/// is known from its create, so it is not read again from the API server (without the memory, the same reconcile
+/// reads it: the second half).
+#[tokio::test]
+async fn a_pod_just_created_is_not_read_again_while_the_cache_catches_up() {
+    let mut launched = task(json!({}));
+    let written = Arc::new(std::sync::Mutex::new(None));
+    let status = written.clone();
+    let (result, _, remembered) =
+        reconcile_after(Memory::default(), launched.clone(), vec![], t(0), |mut api| async move {
+            let create = api.expect(Method::POST, PODS).await;
+            let stored = stored(create.body.clone(), "pod-uid-1");
+            create.respond(201, &stored);
+            let put = api.expect(Method::PUT, STATUS).await;
+            *status.lock().unwrap() = Some(written_status(&put.body));
+            put.echo();
+            api
+        })
+        .await;
+    assert!(result.is_ok(), "{result:?}");
+    let created = remembered.create.expect("the created pod is remembered");
+    assert_eq!(engine::pod::attempt_of(&Pod::from(&*created)), Some(1), "with the labels the engine reads");
+    launched.status = written.lock().unwrap().take();
+    assert_eq!(launched.status.as_ref().and_then(|s| s.reason), Some(Reason::PodCreated));
+
+    // The next reconcile, one second later, with the pod cache still empty.
+    let memory = Memory::default();
+    memory.just_created.created(&Pod::from(&*created));
+    let (result, ..) =
+        reconcile_after(memory, launched.clone(), vec![], t(1), |api| async move { api.silent().await }).await;
+    assert!(result.is_ok(), "{result:?}");
+    let (result, ..) = reconcile_after(Memory::default(), launched, vec![], t(1), |mut api| async move {
+        let get = api.expect(Method::GET, POD_PATH).await;
+        get.respond(200, &stored(serde_json::to_value(Pod::from(&*created)).unwrap(), "pod-uid-1"));
+        api
+    })
+    .await;
     assert!(result.is_ok(), "{result:?}");
 }
 
@@ -456,17 +496,24 @@ where
 struct Memory {
     own_writes: OwnWrites,
     deleted: Deleted,
+    just_created: JustCreated,
 }
 
-/// As `reconcile_against`, with podtask's earlier requests in `memory`; also says whether the reconcile remembers
-/// deleting the pod of attempt 1.
+/// What a reconcile left in podtask's memory about attempt 1's pod.
+struct Remembered {
+    delete: bool,
+    create: Option<Arc<crate::operator::cached_pod::CachedPod>>,
+}
+
+/// As `reconcile_against`, with podtask's earlier requests in `memory`; also says what the reconcile remembers of
+/// the pod of attempt 1.
 async fn reconcile_after<S, F>(
     memory: Memory,
     task: PodTask,
     cache: Vec<Pod>,
     now: Timestamp,
     script: S,
-) -> (Result<Action, Error>, Vec<String>, bool)
+) -> (Result<Action, Error>, Vec<String>, Remembered)
 where
     S: FnOnce(ApiServer) -> F,
     F: Future<Output = ApiServer> + Send + 'static,
@@ -488,6 +535,7 @@ where
         failures: Default::default(),
         own_writes: memory.own_writes,
         deleted: memory.deleted,
+        just_created: memory.just_created,
         permits: Arc::new(crate::operator::permits::Permits::new(1)),
         api: crate::operator::api_health::ApiHealth::new(api_client),
     });
@@ -499,11 +547,12 @@ where
         tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx.clone()))
             .await
             .expect("the reconcile finished");
-    let remembers_delete = ctx.deleted.recently("pod-uid-1");
+    let remembered =
+        Remembered { delete: ctx.deleted.recently("pod-uid-1"), create: ctx.just_created.get(&format!("ns/{POD}")) };
     drop(ctx);
     // The reconcile dropped the client, so the server sees the end; its assertions fail the test first.
     let events = server.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    (result, events, remembers_delete)
+    (result, events, remembered)
 }
 
 /// The API server's side of the mock client.
