@@ -185,7 +185,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             _ = shutdown_signal() => { info!("shutting down before becoming leader"); return Ok(()); }
         };
         let _ = ready_tx.send(false);
-        tokio::spawn(leader::exit_when_lost(held));
+        tokio::spawn(leader::exit_when_lost(held, client.clone(), lease));
     }
     metrics.leader.set(1);
 
