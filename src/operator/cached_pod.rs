@@ -9,7 +9,10 @@ use std::{borrow::Cow, collections::BTreeMap};
 
 use k8s_openapi::{
     NamespaceResourceScope,
-    api::core::v1::{ContainerState, ContainerStatus, Pod, PodCondition, PodSpec, PodStatus},
+    api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
+        PodCondition, PodSpec, PodStatus,
+    },
     apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
 use kube::Resource;
@@ -61,13 +64,15 @@ pub struct Status {
     pub init_container_statuses: Option<Vec<Container>>,
 }
 
-/// A pod condition without `lastProbeTime` and `observedGeneration`.
+/// A pod condition without `lastProbeTime` and `observedGeneration`. Its type and status are nearly always one of
+/// a few words every pod has: those are kept as the one shared copy, not a string of their own per pod.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
+    #[serde(rename = "type", deserialize_with = "interned")]
+    pub type_: Cow<'static, str>,
+    #[serde(deserialize_with = "interned")]
+    pub status: Cow<'static, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,14 +85,78 @@ pub struct Condition {
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<ContainerState>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "state")]
+    pub state: Option<State>,
     #[serde(default)]
     pub ready: bool,
     #[serde(default)]
     pub restart_count: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started: Option<bool>,
+}
+
+/// The condition types and statuses the kubelet and the scheduler set.
+const COMMON_WORDS: [&str; 9] = [
+    "PodScheduled",
+    "PodReadyToStartContainers",
+    "Initialized",
+    "ContainersReady",
+    "Ready",
+    "DisruptionTarget",
+    "True",
+    "False",
+    "Unknown",
+];
+
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    let word = Cow::<'de, str>::deserialize(d)?;
+    Ok(COMMON_WORDS.iter().find(|w| **w == word).map_or_else(|| Cow::Owned(word.into_owned()), |w| Cow::Borrowed(*w)))
+}
+
+/// A container's state in a fraction of `ContainerState`'s size (which holds all three states inline): the one
+/// state a container is in, a finished one's details boxed.
+#[derive(Clone, Debug)]
+pub enum State {
+    Waiting(ContainerStateWaiting),
+    Running(ContainerStateRunning),
+    Terminated(Box<ContainerStateTerminated>),
+    /// Not exactly one of the three (never seen from a kubelet): kept as it came.
+    Other(Box<ContainerState>),
+}
+
+impl From<ContainerState> for State {
+    fn from(s: ContainerState) -> Self {
+        match s {
+            ContainerState { waiting: Some(w), running: None, terminated: None } => Self::Waiting(w),
+            ContainerState { waiting: None, running: Some(r), terminated: None } => Self::Running(r),
+            ContainerState { waiting: None, running: None, terminated: Some(t) } => Self::Terminated(Box::new(t)),
+            other => Self::Other(Box::new(other)),
+        }
+    }
+}
+
+impl From<&State> for ContainerState {
+    fn from(s: &State) -> Self {
+        match s {
+            State::Waiting(w) => Self { waiting: Some(w.clone()), ..Self::default() },
+            State::Running(r) => Self { running: Some(r.clone()), ..Self::default() },
+            State::Terminated(t) => Self { terminated: Some((**t).clone()), ..Self::default() },
+            State::Other(o) => (**o).clone(),
+        }
+    }
+}
+
+/// `Container::state` reads and writes as the API's `ContainerState`.
+mod state {
+    use super::{ContainerState, Deserialize, Serialize, State};
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<State>, D::Error> {
+        Ok(Option::<ContainerState>::deserialize(d)?.map(State::from))
+    }
+
+    pub fn serialize<S: serde::Serializer>(state: &Option<State>, s: S) -> Result<S::Ok, S::Error> {
+        state.as_ref().map(ContainerState::from).serialize(s)
+    }
 }
 
 impl Resource for CachedPod {
@@ -140,7 +209,7 @@ impl From<&CachedPod> for Pod {
                 list.iter()
                     .map(|c| ContainerStatus {
                         name: c.name.clone(),
-                        state: c.state.clone(),
+                        state: c.state.as_ref().map(ContainerState::from),
                         ready: c.ready,
                         restart_count: c.restart_count,
                         started: c.started,
@@ -163,8 +232,8 @@ impl From<&CachedPod> for Pod {
             list.as_ref().map(|list| {
                 list.iter()
                     .map(|c| PodCondition {
-                        type_: c.type_.clone(),
-                        status: c.status.clone(),
+                        type_: c.type_.clone().into_owned(),
+                        status: c.status.clone().into_owned(),
                         reason: c.reason.clone(),
                         message: c.message.clone(),
                         last_transition_time: c.last_transition_time.clone(),

@@ -157,14 +157,18 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
 }
 
 /// What podtask never reads of a cached PodTask: managedFields, labels and annotations (kubectl's copy of the last
-/// applied manifest is the whole spec again) and the pod template, which only a launch needs; a launch reads the
-/// task fresh from the API server first. The API server keeps only the status of a status write, so nothing is
-/// lost.
+/// applied manifest is the whole spec again), the pod template, which only a launch needs (a launch reads the
+/// task fresh from the API server first), and the conditions' reasons and messages, which every status write
+/// derives again from the status (`engine::status::set_conditions` keeps only each condition's type, status and
+/// lastTransitionTime). The API server keeps only the status of a status write, so nothing is lost.
 pub(crate) fn trim_task(task: &mut Watched) {
     let meta = task.meta_mut();
     (meta.managed_fields, meta.labels, meta.annotations) = (None, None, None);
     if let Ok(task) = &mut task.0 {
         task.spec.template = EMPTY_TEMPLATE.clone();
+        for c in task.status.iter_mut().flat_map(|s| s.conditions.iter_mut()) {
+            (c.reason, c.message) = (String::new(), String::new());
+        }
     }
 }
 
@@ -219,6 +223,10 @@ mod tests {
                 "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]}),
             json!({"phase": "Pending", "initContainerStatuses": [{"name": "init", "image": "busybox", "imageID": "",
                 "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff", "message": "x"}}}]}),
+            // Two states at once (no kubelet sends that): kept as it came.
+            json!({"phase": "Running", "containerStatuses": [{"name": "main", "image": "busybox", "imageID": "",
+                "ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"},
+                "terminated": {"exitCode": 2, "reason": "Error"}}}]}),
         ];
         for state in states {
             let mut pod = pod_at(&task, 1, t(0), with_kubelet_fields(state.clone()));
