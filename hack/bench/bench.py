@@ -226,8 +226,10 @@ class Operator:
         # e.g. BENCH_OPERATOR_WRAPPER="heaptrack -o target/bench/heap" (CPU/RSS figures then belong to the wrapper)
         cmd = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split() + cmd
         self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        self.max_connections, self._sampling = 0, threading.Event()
         for _ in range(150):
             if self.get("/readyz") is not None:
+                threading.Thread(target=self._sample_connections, daemon=True).start()
                 return
             if self.p.poll() is not None:
                 raise RuntimeError(f"operator exited with {self.p.returncode}; see {self.logf.name}")
@@ -265,7 +267,17 @@ class Operator:
     def stat(self):
         return proc_stat(self.pid())
 
+    def _sample_connections(self):
+        """The most TCP connections to the API server the operator held at once (sampled every 0.5 s)."""
+        pid = self.pid()
+        while not self._sampling.wait(0.5):
+            try:
+                self.max_connections = max(self.max_connections, api_connections(pid))
+            except OSError:
+                return
+
     def stop(self):
+        self._sampling.set()
         os.kill(self.pid(), signal.SIGTERM)
         try:
             self.p.wait(120)
@@ -273,6 +285,27 @@ class Operator:
             self.p.kill()
             self.p.wait()
         self.logf.close()
+
+
+def api_connections(pid):
+    """Established TCP connections from process `pid` to the API server's port."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                cols = line.split()
+                if int(cols[2].rsplit(":", 1)[1], 16) == PORT and cols[3] == "01" and cols[9] in inodes:
+                    n += 1
+    return n
 
 
 def metric_lines(text, name):
@@ -372,6 +405,9 @@ def throughput(kind, n, args, label):
     op = Operator(ns, args.operator_args) if kind == "podtask" else None
     kcm = component_pid("kube-controller-manager")
     kcm0 = proc_stat(kcm)[0] if kcm else None
+    # where the machine's CPU goes: the API server, etcd and kwok serve both controllers
+    shared = {c: component_pid(c) for c in ("kube-apiserver", "etcd", "kwok")}
+    shared0 = {c: proc_stat(pid)[0] for c, pid in shared.items() if pid}
     pods_seen, done, lock, stop = {}, {}, threading.Lock(), threading.Event()
 
     def on_pod(typ, obj, t):
@@ -402,16 +438,18 @@ def throughput(kind, n, args, label):
                 break
             time.sleep(0.2)
     stop.set()
+    shared_cpu = {c: round(proc_stat(shared[c])[0] - t, 1) for c, t in shared0.items()
+                  if component_pid(c) == shared[c]}
     counts = audit_counts(a0)
     res = {
         "kind": kind, "label": label, "n": n, "submitted_s": t_submitted,
         "pods_created_s": (max(pods_seen.values()) - t0) if len(pods_seen) >= n else None,
         "pods_seen": len(pods_seen), "done": len(done), "done_s": t_done,
-        "tasks_per_s": n / t_done if t_done else None, "requests": counts,
+        "tasks_per_s": n / t_done if t_done else None, "requests": counts, "component_cpu_s": shared_cpu,
     }
     if kind == "podtask":
         cpu, hwm, rss = op.stat()
-        res.update(cpu_s=cpu, peak_rss_kib=hwm, rss_kib=rss)
+        res.update(cpu_s=cpu, peak_rss_kib=hwm, rss_kib=rss, api_connections_max=op.max_connections)
         metrics = op.get("/metrics") or ""
         with open(os.path.join(ROOT, "target", "bench", f"operator-metrics-{ns}.txt"), "w") as f:
             f.write(metrics)
@@ -426,7 +464,9 @@ def throughput(kind, n, args, label):
     res["writes_per_task"] = writes(counts.get(ctl, {})) / n
     res["writes_per_task_no_events"] = writes(counts.get(ctl, {}), exclude_events=True) / n
     log(f"{label}: n={n} pods_created={res['pods_created_s']} done={t_done} rate={res['tasks_per_s']} "
-        f"writes/task={res['writes_per_task']:.2f} ({res['writes_per_task_no_events']:.2f} without events)")
+        f"writes/task={res['writes_per_task']:.2f} ({res['writes_per_task_no_events']:.2f} without events)"
+        + (f" api_connections_max={res['api_connections_max']}" if kind == "podtask" else "")
+        + f" cpu_s={shared_cpu}" + (f" kcm_cpu_s={res.get('kcm_cpu_s')}" if kind == "job" else ""))
     drop_namespace(ns)
     return res
 
@@ -574,8 +614,10 @@ def scale_point(n, args):
     time.sleep(5)
     cpu, hwm, rss = op.stat()
     op.stop()
-    res = {"n": n, "all_running_s": t_run, "status_running": ok, "cpu_s": cpu, "peak_rss_kib": hwm, "rss_kib": rss}
-    log(f"scale n={n}: running in {t_run} s, rss={rss} KiB peak={hwm} KiB cpu={cpu:.1f} s; operator stopped,"
+    res = {"n": n, "all_running_s": t_run, "status_running": ok, "cpu_s": cpu, "peak_rss_kib": hwm, "rss_kib": rss,
+           "api_connections_max": op.max_connections}
+    log(f"scale n={n}: running in {t_run} s, rss={rss} KiB peak={hwm} KiB cpu={cpu:.1f} s,"
+        f" at most {op.max_connections} API connections; operator stopped,"
         f" deleting the namespace")
     drop_namespace(ns)
     return res

@@ -26,6 +26,8 @@ export PODTASK_SCHEDULER_PORT=${PODTASK_SCHEDULER_PORT:-50259} PODTASK_KWOK_PORT
 export PODTASK_KWOK_NODES=12 # 12,000 pod slots
 # the simulation must not be the bottleneck: an unthrottled scheduler, and an audit log to count requests per client
 export PODTASK_SCHEDULER_EXTRA_ARGS="--kube-api-qps=5000 --kube-api-burst=5000"
+# and kwok moving 64 pods through their stages at once rather than 4 (hack/bench/kwok-config.yaml)
+export PODTASK_KWOK_CONFIGS=$PWD/hack/kwok/node-stages.yaml,$PWD/hack/kwok/stages.yaml,$PWD/hack/bench/kwok-config.yaml
 export PODTASK_APISERVER_EXTRA_ARGS="--audit-policy-file=$PWD/hack/bench/audit-policy.yaml --audit-log-path=$PODTASK_CLUSTER_DIR/logs/audit.log --audit-log-mode=batch --audit-log-batch-max-wait=1s"
 export PODTASK_KCM_EXTRA_ARGS=""
 if ((quick)); then

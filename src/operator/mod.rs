@@ -1,5 +1,6 @@
 //! The shell: everything that talks to the API server, the network or the process.
 
+pub mod api_client;
 pub mod api_health;
 pub mod cached_pod;
 pub mod context;

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tracing::{error, info};
 
 use super::{
+    api_client,
     api_health::ApiHealth,
     context::system_clock,
     controller::{self, Settings, TaskStores},
@@ -18,7 +19,6 @@ use super::{
     permits::Permits,
     preflight,
     telemetry::{self, LogFormat},
-    throttle::ThrottleLayer,
 };
 use crate::{duration::Duration, engine};
 
@@ -138,10 +138,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let mut config = kube::Config::infer().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let server = config.cluster_url.to_string();
-    let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| StartupError::Kubeconfig(e.to_string()))?
-        .with_layer(&ThrottleLayer::new(args.kube_api_qps, args.kube_api_burst))
-        .build();
+    let client = api_client::build(config, args.kube_api_qps, args.kube_api_burst)
+        .map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     info!(%server, "checking the API server");
     preflight::check_api(&client, &scopes, &server).await?;
     if !args.skip_rbac_check {

@@ -1,0 +1,62 @@
+//! The client podtask talks to the API server with: kube's own middleware (base URI, credentials, extra headers,
+//! retry of 429/503/504 answers) over a connection that speaks HTTP/2 when the server offers it, as client-go does.
+//!
+//! kube's default stack offers only HTTP/1.1, so every request in flight holds a TCP and TLS connection of its own:
+//! with a hundred reconciles at once the operator kept ~120 connections open, ~5 MB of buffers and TLS state, and
+//! the API server as many TLS sessions. Over HTTP/2 every request and watch is a stream of one connection.
+//! Through an HTTP or SOCKS proxy podtask keeps kube's default stack (HTTP/1.1).
+
+use std::time::Duration;
+
+use hyper_util::{
+    client::legacy::{Client as HyperClient, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
+use kube::client::{Body, ClientBuilder, ConfigExt, retry::RetryPolicy};
+use tower::{BoxError, ServiceBuilder, ServiceExt as _, retry::RetryLayer};
+
+use super::throttle::ThrottleLayer;
+
+/// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered before the connection is
+/// dropped (and every request on it fails, to be retried on a new one): a dead connection is noticed within
+/// 40 s even when no request is waiting on it.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A client for `config`, sending at most `qps` requests per second with bursts of `burst` (0: no limit).
+pub fn build(config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, kube::Error> {
+    let throttle = ThrottleLayer::new(qps, burst);
+    if config.proxy_url.is_some() {
+        return Ok(ClientBuilder::try_from(config)?.with_layer(&throttle).build());
+    }
+    let tls = config.rustls_client_config()?;
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http();
+    let https = match &config.tls_server_name {
+        Some(name) => https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            name.clone().try_into().map_err(|e| kube::Error::Service(Box::new(e)))?,
+        )),
+        None => https,
+    };
+    let https = https.enable_all_versions().wrap_connector(tcp);
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    // HTTP/2 pings and the idle-connection pool need a timer.
+    let http = HyperClient::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+        .http2_keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .build::<_, Body>(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.default_retry.then(|| RetryLayer::new(RetryPolicy::server_retry())))
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .service(http.map_err(BoxError::from));
+    Ok(ClientBuilder::new(service, config.default_namespace.clone()).with_layer(&throttle).build())
+}
