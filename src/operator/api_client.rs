@@ -60,3 +60,24 @@ pub fn build(config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client,
         .service(http.map_err(BoxError::from));
     Ok(ClientBuilder::new(service, config.default_namespace.clone()).with_layer(&throttle).build())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, routing::get};
+
+    /// The stack answers a request: base URI, kube's middleware, the connection pool (over plain HTTP/1.1 here;
+    /// HTTP/2 over TLS is exercised by every suite that runs the operator against the local cluster).
+    #[tokio::test]
+    async fn the_client_reaches_an_api_server() {
+        let version = r#"{"major":"1","minor":"36","gitVersion":"v1.36.4","gitCommit":"","gitTreeState":"",
+            "buildDate":"2026-01-01T00:00:00Z","goVersion":"go1.26","compiler":"gc","platform":"linux/amd64"}"#;
+        let app = Router::new().route("/version", get(move || async move { version }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
+        let addr = listener.local_addr().expect("its address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = kube::Config::new(format!("http://{addr}").parse().expect("a URL"));
+        let client = super::build(config, 10, 10).expect("a client");
+        let info = client.apiserver_version().await.expect("an answer");
+        assert_eq!(info.git_version, "v1.36.4");
+    }
+}
