@@ -43,7 +43,8 @@ PODTASK_BIN=target/debug/podtask deploy/test/operator-rbac-e2e.sh
 
 step "end-to-end suite"
 cargo test --features e2e --test e2e -- --nocapture 2>&1 | tee target/e2e.log | grep -E "^test |MEASURE|test result|panicked|FAILED" || true
-grep -q "^test result: ok" target/e2e.log
+# the failures' own messages (the filter above keeps only their first line)
+grep -q "^test result: ok" target/e2e.log || { sed -n '/^failures:$/,/^test result/p' target/e2e.log | tail -n 120; exit 1; }
 
 step "real-node tier: kubelet + containerd + registry faults, operator installed by Helm"
 if [[ ${PODTASK_SKIP_REALNODE:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_REALNODE=1)"; else hack/realnode/test.sh; fi
@@ -53,7 +54,7 @@ if [[ ${PODTASK_SKIP_FAULTS:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_FAULTS
 	# its own cluster (other state dir and ports): it kills and restarts control-plane components
 	env -u KUBECONFIG hack/faults.sh 2>&1 | tee target/faults.log |
 		grep -E "^test |MEASURE|VIOLATION|EXPLAINED|test result|panicked|FAILED" || true
-	grep -q "^test result: ok" target/faults.log
+	grep -q "^test result: ok" target/faults.log || { sed -n '/^failures:$/,/^test result/p' target/faults.log | tail -n 120; exit 1; }
 fi
 
 step "done in $((SECONDS - started))s"

@@ -41,7 +41,21 @@ async fn metrics_show_phases_outcomes_pull_waits_and_deadline_lag() {
     for name in ["ok", "slow", "throttled"] {
         env.wait_finished(name, T).await;
     }
-    let m = env.operator.metrics().await;
+    // One deadline enforced, promptly: the lag histogram holds it and its sum is small. It measures podtask's own
+    // enforcement only: when the kubelet's activeDeadlineSeconds (set to the same instant) stopped the pod first,
+    // there is nothing of podtask's to measure. The status is written before the pod's delete and the lag is
+    // observed after it, so a task can read finished a moment before its figures are in: wait for them.
+    let slow = env.task("slow").await;
+    let by_kubelet = status(&slow).attempts[0].message.as_deref().unwrap_or("").contains("the kubelet stopped");
+    let enforced = if by_kubelet { 0.0 } else { 1.0 };
+    let m = wait_for("the finished tasks' figures in /metrics", T, async || {
+        let m = env.operator.metrics().await;
+        let outcomes = sample(&m, "podtask_task_outcomes_total{reason=\"Completed\"}")
+            + sample(&m, "podtask_task_outcomes_total{reason=\"DeadlineExceeded\"}");
+        let lags = sample(&m, "podtask_deadline_enforcement_lag_seconds_count");
+        (outcomes >= 3.0 && lags >= enforced && metric_sum(&m, "podtask_api_writes_total") >= 9.0).then_some(m)
+    })
+    .await;
     println!("{}", m.lines().filter(|l| l.starts_with("podtask_")).collect::<Vec<_>>().join("\n"));
 
     assert_eq!(sample(&m, "podtask_tasks{phase=\"Succeeded\"}"), 2.0, "ok and throttled");
@@ -54,12 +68,6 @@ async fn metrics_show_phases_outcomes_pull_waits_and_deadline_lag() {
     assert_eq!(sample(&m, "podtask_leader"), 1.0);
     assert!(sample(&m, "podtask_reconcile_duration_seconds_count") >= 6.0);
 
-    // One deadline enforced, promptly: the lag histogram holds it and its sum is small. It measures podtask's own
-    // enforcement only: when the kubelet's activeDeadlineSeconds (set to the same instant) stopped the pod first,
-    // there is nothing of podtask's to measure.
-    let slow = env.task("slow").await;
-    let by_kubelet = status(&slow).attempts[0].message.as_deref().unwrap_or("").contains("the kubelet stopped");
-    let enforced = if by_kubelet { 0.0 } else { 1.0 };
     assert_eq!(
         sample(&m, "podtask_deadline_enforcement_lag_seconds_count"),
         enforced,
