@@ -131,6 +131,21 @@ fn a_running_pod_is_reported_once_it_has_run_for_the_settle_time() {
 }
 
 #[test]
+fn a_running_pod_is_news_once_the_cache_has_held_it_running_for_the_settle_time() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let task = after(&task, &cached(&task, &[], t(0)));
+    // the kubelet started it at t(1); a busy API server showed that to the cache only at t(4), when the pod may
+    // well be over already
+    let mut pod = pod_at(&task, 1, t(0), running_since(t(1)));
+    pod.annotations_mut().insert(naming::NOTE_SEEN_RUNNING.into(), t(4).to_string());
+    let plan = cached(&task, std::slice::from_ref(&pod), t(5));
+    assert!(!plan.writes_status, "running 4 s by the kubelet's clock, 1 s in the cache's view");
+    assert_eq!(plan.requeue_at, Some(t(6)));
+    let plan = cached(&task, &[pod], t(6));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::Running)));
+}
+
+#[test]
 fn a_short_task_takes_two_status_writes_and_two_events_however_slowly_it_starts() {
     let spec = task(json!({"executionTimeout": "10m"}));
     let mut task = spec.clone();

@@ -19,6 +19,10 @@ pub const ANNOTATION_START_TIME: &str = "podtask.dev/start-time";
 pub const ANNOTATION_CREATED_AT: &str = "podtask.dev/created-at";
 /// The task's absolute deadline, copied onto each pod so a restarted operator can recover it from the pod.
 pub const ANNOTATION_DEADLINE: &str = "podtask.dev/deadline";
+/// Never on a pod in the API server: the operator's watch cache adds it to its own copy of a running pod, with the
+/// moment the cache first held that pod running. The API server shows a pod's updates late when it is busy, so a
+/// pod the kubelet started seconds ago may be over already; what the cache has watched run for a while is news.
+pub const NOTE_SEEN_RUNNING: &str = "podtask.dev/seen-running-at";
 
 const MAX_NAME: usize = 63;
 

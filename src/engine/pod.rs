@@ -98,7 +98,7 @@ pub fn scheduled_at(pod: &Pod) -> Option<Timestamp> {
 }
 
 /// Since when the pod's containers have all been running: the latest start among its running containers (none
-/// recorded: its creation).
+/// recorded: its creation), and no earlier than the watch cache first held it running (`NOTE_SEEN_RUNNING`).
 pub fn running_since(pod: &Pod) -> Option<Timestamp> {
     let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
     let started = statuses
@@ -106,7 +106,8 @@ pub fn running_since(pod: &Pod) -> Option<Timestamp> {
         .flatten()
         .filter_map(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref().map(|t| t.0))
         .max();
-    started.or_else(|| created_at(pod))
+    let seen = pod.annotations().get(naming::NOTE_SEEN_RUNNING).and_then(|s| s.parse().ok());
+    started.or_else(|| created_at(pod)).max(seen)
 }
 
 /// When podtask must start stopping this pod for it to be gone by `deadline`: its grace period earlier.

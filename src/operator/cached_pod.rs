@@ -18,7 +18,7 @@ use k8s_openapi::{
 use kube::Resource;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::naming;
+use crate::{engine::naming, jiff::Timestamp};
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct CachedPod {
@@ -195,12 +195,31 @@ impl CachedPod {
         let annotations = READ_ANNOTATIONS.iter().filter_map(|&k| annotations.remove(k).map(|v| (k, v)));
         self.marks = labels.chain(annotations).collect();
     }
+
+    /// Marks a running pod with the moment the cache first held it running (`naming::NOTE_SEEN_RUNNING`): kept
+    /// from the version the cache holds (`before`) while the pod stays running, `now` when it has just started.
+    pub fn note_running(&mut self, before: Option<&CachedPod>, now: Timestamp) {
+        if self.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+            return;
+        }
+        let seen = before.and_then(|b| b.marks.iter().find(|(k, _)| *k == naming::NOTE_SEEN_RUNNING));
+        let seen = seen.map_or_else(|| now.to_string(), |(_, v)| v.clone());
+        self.marks.push((naming::NOTE_SEEN_RUNNING, seen));
+        self.marks.shrink_to_fit();
+    }
 }
 
 /// podtask's own labels and annotations of its pods that the engine reads (`engine::pod`).
 const READ_LABELS: [&str; 1] = [naming::LABEL_ATTEMPT];
 const READ_ANNOTATIONS: [&str; 3] =
     [naming::ANNOTATION_START_TIME, naming::ANNOTATION_CREATED_AT, naming::ANNOTATION_DEADLINE];
+/// The annotations of the pod the engine sees: those it reads back, and the cache's own note.
+const SEEN_ANNOTATIONS: [&str; 4] = [
+    naming::ANNOTATION_START_TIME,
+    naming::ANNOTATION_CREATED_AT,
+    naming::ANNOTATION_DEADLINE,
+    naming::NOTE_SEEN_RUNNING,
+];
 
 impl From<&CachedPod> for Pod {
     fn from(p: &CachedPod) -> Self {
@@ -226,7 +245,7 @@ impl From<&CachedPod> for Pod {
         let mut metadata = p.metadata.clone();
         if !p.marks.is_empty() {
             metadata.labels = marks(&READ_LABELS);
-            metadata.annotations = marks(&READ_ANNOTATIONS);
+            metadata.annotations = marks(&SEEN_ANNOTATIONS);
         }
         let conditions = |list: &Option<Vec<Condition>>| {
             list.as_ref().map(|list| {
@@ -275,6 +294,34 @@ pub fn cached(pod: &Pod) -> CachedPod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cache marks a running pod with when it first held it running, and keeps that mark through the pod's
+    /// later updates while it runs.
+    #[test]
+    fn the_cache_remembers_when_it_first_held_a_pod_running() {
+        let at = |s: &str| -> Timestamp { s.parse().expect("a timestamp") };
+        let pod = |phase: &str| -> CachedPod {
+            let pod: Pod = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": phase}}))
+            .expect("a pod");
+            cached(&pod)
+        };
+        let seen =
+            |p: &CachedPod| Pod::from(p).metadata.annotations.and_then(|a| a.get(naming::NOTE_SEEN_RUNNING).cloned());
+
+        let mut pending = pod("Pending");
+        pending.note_running(None, at("2026-01-01T10:00:00Z"));
+        assert_eq!(seen(&pending), None);
+        let mut running = pod("Running");
+        running.note_running(Some(&pending), at("2026-01-01T10:00:03Z"));
+        assert_eq!(seen(&running).as_deref(), Some("2026-01-01T10:00:03Z"));
+        let mut update = pod("Running");
+        update.note_running(Some(&running), at("2026-01-01T10:00:09Z"));
+        assert_eq!(seen(&update).as_deref(), Some("2026-01-01T10:00:03Z"), "kept while it runs");
+        let mut done = pod("Succeeded");
+        done.note_running(Some(&update), at("2026-01-01T10:00:10Z"));
+        assert_eq!(seen(&done), None);
+    }
 
     /// What the cache saves: a whole `Pod` and a `CachedPod`, before any field is set (each field's content is on
     /// the heap either way).

@@ -8,7 +8,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
-        reflector::{self, Store},
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -69,9 +69,13 @@ pub async fn run_scope(
     // podtask's own work and small per pod.
     let (pod_reader, pod_writer) = reflector::store();
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
+    let (cache, now) = (pod_reader.clone(), clock.clone());
     let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
         .default_backoff()
-        .modify(CachedPod::trim)
+        .modify(move |pod| {
+            pod.trim();
+            pod.note_running(cache.get(&ObjectRef::from_obj(pod)).as_deref(), now());
+        })
         .reflect(pod_writer)
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
