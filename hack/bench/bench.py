@@ -229,7 +229,8 @@ class Operator:
                "--log-level", os.environ.get("BENCH_OPERATOR_LOG_LEVEL", "warn")] + args
         # e.g. BENCH_OPERATOR_WRAPPER="heaptrack -o target/bench/heap" (CPU/RSS figures then belong to the wrapper)
         cmd = os.environ.get("BENCH_OPERATOR_WRAPPER", "").split() + cmd
-        self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env)
+        # its own process group: stop() ends a wrapper's children too
+        self.p = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         self.max_connections, self._sampling = 0, threading.Event()
         for _ in range(150):
             if self.get("/readyz") is not None:
@@ -283,11 +284,21 @@ class Operator:
     def stop(self):
         self._sampling.set()
         os.kill(self.pid(), signal.SIGTERM)
-        try:
-            self.p.wait(120)
-        except subprocess.TimeoutExpired:
+        # Wait for the process we started to exit without reaping it: until it is reaped its pid, the id of its
+        # process group, cannot be reused, so the group signal below reaches only what a wrapper left running.
+        done = lambda flags=0: os.waitid(os.P_PID, self.p.pid, os.WEXITED | os.WNOWAIT | flags)
+        for _ in range(600):
+            if done(os.WNOHANG):
+                break
+            time.sleep(0.2)
+        else:
             self.p.kill()
-            self.p.wait()
+            done()
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.p.wait()
         self.logf.close()
 
 
