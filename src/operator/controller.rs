@@ -38,7 +38,8 @@ pub struct Settings {
     pub permits: Arc<Permits>,
     /// The API server's health, shared by every scope.
     pub api: Arc<ApiHealth>,
-    pub reporter_instance: String,
+    /// The Events of every scope, sent in the background.
+    pub events: Publisher,
 }
 
 /// Watches one scope (a namespace or the whole cluster) and reconciles until `shutdown` resolves.
@@ -95,11 +96,10 @@ pub async fn run_scope(
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
 
-    let events = Publisher::new(client.clone(), settings.reporter_instance.clone());
     let ctx = Arc::new(Context {
         client,
         pods: pod_reader.clone(),
-        events,
+        events: settings.events,
         config: settings.config,
         metrics,
         clock,

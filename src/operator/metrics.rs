@@ -88,6 +88,7 @@ pub struct Metrics {
     pub attempts_started: Counter,
     pub api_writes: Family<WriteLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -103,6 +104,7 @@ impl Default for Metrics {
         let attempts_started = Counter::default();
         let api_writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
+        let events_dropped = Counter::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
@@ -113,6 +115,7 @@ impl Default for Metrics {
         registry.register("attempts_started", "Pods created, one per attempt", attempts_started.clone());
         registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
         registry.register("leader", LEADER_HELP, leader.clone());
+        registry.register("events_dropped", "Events not sent because the event queue was full", events_dropped.clone());
         Self {
             registry,
             reconciles,
@@ -125,6 +128,7 @@ impl Default for Metrics {
             attempts_started,
             api_writes,
             leader,
+            events_dropped,
         }
     }
 }

@@ -459,16 +459,7 @@ fn observe_transition(old: &PodTaskStatus, new: &PodTaskStatus, ctx: &Context) {
 
 /// Events are sent in the background: a reconcile (and its permit) never waits on one.
 fn publish(task: &PodTask, e: &engine::Event, ctx: &Context) {
-    let (events, regarding, e) = (ctx.events.clone(), task.object_ref(&()), e.clone());
-    let span = tracing::Span::current();
-    tokio::spawn(
-        async move {
-            if let Err(err) = events.publish(&e, &regarding).await {
-                warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
-            }
-        }
-        .instrument(span),
-    );
+    ctx.events.queue(e, task.object_ref(&()));
 }
 
 async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Context) {

@@ -526,7 +526,7 @@ where
         writer.apply_watcher_event(&watcher::Event::Apply(crate::operator::cached_pod::cached(&pod)));
     }
     let ctx = Arc::new(Context {
-        events: Publisher::new(client.clone(), "test".into()),
+        events: Publisher::start(client.clone(), "test".into(), Default::default()),
         client,
         pods,
         config: engine::Config::default(),

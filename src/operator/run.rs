@@ -13,6 +13,7 @@ use super::{
     context::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
+    events::Publisher,
     http::{self, HttpState},
     leader::{self, LeaseSettings},
     metrics::Metrics,
@@ -189,6 +190,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
     let permits = Arc::new(Permits::new(usize::from(args.concurrency)));
+    let events = Publisher::start(client.clone(), identity.clone(), metrics.events_dropped.clone());
     let api = ApiHealth::new(client.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
@@ -202,7 +204,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             config: args.engine_config(),
             permits: permits.clone(),
             api: api.clone(),
-            reporter_instance: identity.clone(),
+            events: events.clone(),
         };
         controller::run_scope(
             client.clone(),
