@@ -26,9 +26,9 @@ const MAX_NAME: usize = 253;
 /// Events waiting to be sent, at most: a further Event is dropped and counted (`podtask_events_dropped`), as
 /// client-go's event broadcaster does. Thousands of tasks changing at once never hold thousands of Events (and
 /// their requests) in memory, nor let them crowd out the status writes and pod deletes they are about.
-pub const QUEUE: usize = 1000;
+pub const QUEUE: usize = 4096;
 /// Events being sent at once.
-const SENDERS: usize = 8;
+const SENDERS: usize = 32;
 
 /// Publishes Events on behalf of one operator replica.
 #[derive(Clone)]
