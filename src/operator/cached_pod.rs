@@ -1,9 +1,10 @@
 //! Pods as podtask's watch cache holds them: only the fields the engine reads.
 //!
 //! A `k8s_openapi` `Pod` is a large struct even with every field empty (its spec alone has dozens of optional
-//! fields and nested structs held inline), and the cache holds one per pod podtask owns. `CachedPod` is read straight
-//! from the watch (serde skips every other field, so no whole pod is ever built) and turned back into a `Pod` with
-//! the same fields when a reconcile needs one.
+//! fields and nested structs held inline), and the cache holds one per pod podtask owns. The pod watch reads each
+//! pod as a `WatchedPod` (serde skips every other field, so no whole pod is ever built); the cache keeps of it a
+//! `CachedPod`, without the rest of its metadata, and turns that back into a `Pod` with the same fields when a
+//! reconcile needs one.
 
 use std::{borrow::Cow, collections::BTreeMap};
 
@@ -13,85 +14,122 @@ use k8s_openapi::{
         ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
         PodCondition, PodSpec, PodStatus,
     },
-    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time},
 };
 use kube::Resource;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::{engine::naming, jiff::Timestamp};
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct CachedPod {
-    /// Without labels and annotations once trimmed: podtask's own are in `marks`.
+/// A pod as the watch delivers it (kube-runtime's watcher needs a whole `ObjectMeta`): read, put in the cache as a
+/// `CachedPod`, and dropped.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct WatchedPod {
     pub metadata: ObjectMeta,
-    /// The labels and annotations of its own that podtask reads back, outside `metadata`: a map costs a node of
-    /// some 500 bytes even for one entry.
-    #[serde(skip)]
-    marks: Vec<(&'static str, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub spec: Option<Spec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status: Option<Status>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// What the cache keeps of a pod. Its namespace and name are the cache's keys, not copied here; of its metadata
+/// only what the engine reads.
+#[derive(Clone, Debug, Default)]
+pub struct CachedPod {
+    uid: Box<str>,
+    created: Option<Time>,
+    deleting: Option<Time>,
+    /// The UID of the owner that controls the pod (`engine::pod::is_owned_by` reads no more of its owners).
+    controller: Option<Box<str>>,
+    /// The labels and annotations of its own that podtask reads back (a map costs a node of some 500 bytes even
+    /// for one entry), and the cache's own note (`note_running`).
+    marks: Box<[(&'static str, Box<str>)]>,
+    spec: Option<Spec>,
+    status: Option<Status>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub node_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub termination_grace_period_seconds: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub active_deadline_seconds: Option<i64>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub phase: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub start_time: Option<Time>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub conditions: Option<Vec<Condition>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub container_statuses: Option<Vec<Container>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub init_container_statuses: Option<Vec<Container>>,
 }
 
-/// A pod condition without `lastProbeTime` and `observedGeneration`. Its type and status are nearly always one of
-/// a few words every pod has: those are kept as the one shared copy, not a string of their own per pod.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+/// A pod condition: its type and status, and only for `PodScheduled` its reason, message and lastTransitionTime
+/// (the only condition whose details the engine reads: `engine::classify`, `engine::pod::scheduled_at`; a
+/// failure policy's `onPodConditions` matches type and status). Its type and status are nearly always one of a
+/// few words every pod has: those are kept as the one shared copy, not a string of their own per pod.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(from = "ApiCondition")]
 pub struct Condition {
-    #[serde(rename = "type", deserialize_with = "interned")]
     pub type_: Cow<'static, str>,
-    #[serde(deserialize_with = "interned")]
     pub status: Cow<'static, str>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Box<ConditionDetails>>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConditionDetails {
+    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub message: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub last_transition_time: Option<Time>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+/// A condition as the API sends it, without `lastProbeTime` and `observedGeneration`.
+#[derive(Deserialize)]
+struct ApiCondition {
+    #[serde(rename = "type", deserialize_with = "interned")]
+    type_: Cow<'static, str>,
+    #[serde(deserialize_with = "interned")]
+    status: Cow<'static, str>,
+    #[serde(flatten)]
+    details: ConditionDetails,
+}
+
+impl From<ApiCondition> for Condition {
+    fn from(c: ApiCondition) -> Self {
+        let details = (c.type_ == "PodScheduled").then(|| Box::new(c.details));
+        Self { type_: c.type_, status: c.status, details }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "state")]
+    #[serde(default, deserialize_with = "state")]
     pub state: Option<State>,
     #[serde(default)]
     pub ready: bool,
     #[serde(default)]
     pub restart_count: i32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub started: Option<bool>,
 }
 
@@ -146,20 +184,12 @@ impl From<&State> for ContainerState {
     }
 }
 
-/// `Container::state` reads and writes as the API's `ContainerState`.
-mod state {
-    use super::{ContainerState, Deserialize, Serialize, State};
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<State>, D::Error> {
-        Ok(Option::<ContainerState>::deserialize(d)?.map(State::from))
-    }
-
-    pub fn serialize<S: serde::Serializer>(state: &Option<State>, s: S) -> Result<S::Ok, S::Error> {
-        state.as_ref().map(ContainerState::from).serialize(s)
-    }
+/// `Container::state` reads as the API's `ContainerState`.
+fn state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<State>, D::Error> {
+    Ok(Option::<ContainerState>::deserialize(d)?.map(State::from))
 }
 
-impl Resource for CachedPod {
+impl Resource for WatchedPod {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
@@ -183,46 +213,71 @@ impl Resource for CachedPod {
     }
 }
 
+/// The entries of `keys` that `map` has.
+fn read<'a>(
+    map: &'a Option<BTreeMap<String, String>>,
+    keys: &'static [&'static str],
+) -> impl Iterator<Item = (&'static str, Box<str>)> + 'a {
+    keys.iter().filter_map(move |&k| map.as_ref().and_then(|m| m.get(k)).map(|v| (k, v.as_str().into())))
+}
+
+impl From<&WatchedPod> for CachedPod {
+    fn from(p: &WatchedPod) -> Self {
+        let m = &p.metadata;
+        let controller = m.owner_references.iter().flatten().find(|o| o.controller == Some(true));
+        Self {
+            uid: m.uid.as_deref().unwrap_or_default().into(),
+            created: m.creation_timestamp.clone(),
+            deleting: m.deletion_timestamp.clone(),
+            controller: controller.map(|o| o.uid.as_str().into()),
+            marks: read(&m.labels, &READ_LABELS).chain(read(&m.annotations, &READ_ANNOTATIONS)).collect(),
+            spec: p.spec.clone(),
+            status: p.status.clone(),
+        }
+    }
+}
+
 impl CachedPod {
-    /// Of the metadata too, only what podtask reads: the labels and annotations the engine reads back (moved to
-    /// `marks`), the owner, the name, uid, times and resourceVersion (not managedFields, nor what the pod's
-    /// template or others added).
-    pub fn trim(&mut self) {
-        self.metadata.managed_fields = None;
-        let mut labels = self.metadata.labels.take().unwrap_or_default();
-        let mut annotations = self.metadata.annotations.take().unwrap_or_default();
-        let labels = READ_LABELS.iter().filter_map(|&k| labels.remove(k).map(|v| (k, v)));
-        let annotations = READ_ANNOTATIONS.iter().filter_map(|&k| annotations.remove(k).map(|v| (k, v)));
-        self.marks = labels.chain(annotations).collect();
+    pub fn is_running(&self) -> bool {
+        self.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     }
 
     /// Marks a running pod with the moment the cache first held it running (`naming::NOTE_SEEN_RUNNING`): kept
     /// from the version the cache holds (`before`) while the pod stays running, `now` when it has just started.
     pub fn note_running(&mut self, before: Option<&CachedPod>, now: Timestamp) {
-        if self.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running") {
+        if !self.is_running() {
             return;
         }
         let seen = before.and_then(|b| b.marks.iter().find(|(k, _)| *k == naming::NOTE_SEEN_RUNNING));
-        let seen = seen.map_or_else(|| now.to_string(), |(_, v)| v.clone());
-        self.marks.push((naming::NOTE_SEEN_RUNNING, seen));
-        self.marks.shrink_to_fit();
+        let seen = seen.map_or_else(|| now.to_string().into(), |(_, v)| v.clone());
+        let mut marks = std::mem::take(&mut self.marks).into_vec();
+        marks.push((naming::NOTE_SEEN_RUNNING, seen));
+        self.marks = marks.into();
     }
-}
 
-/// podtask's own labels and annotations of its pods that the engine reads (`engine::pod`).
-const READ_LABELS: [&str; 1] = [naming::LABEL_ATTEMPT];
-const READ_ANNOTATIONS: [&str; 3] =
-    [naming::ANNOTATION_START_TIME, naming::ANNOTATION_CREATED_AT, naming::ANNOTATION_DEADLINE];
-/// The annotations of the pod the engine sees: those it reads back, and the cache's own note.
-const SEEN_ANNOTATIONS: [&str; 4] = [
-    naming::ANNOTATION_START_TIME,
-    naming::ANNOTATION_CREATED_AT,
-    naming::ANNOTATION_DEADLINE,
-    naming::NOTE_SEEN_RUNNING,
-];
-
-impl From<&CachedPod> for Pod {
-    fn from(p: &CachedPod) -> Self {
+    /// The pod as the engine reads it, with the fields the cache kept.
+    pub fn to_pod(&self, namespace: &str, name: &str) -> Pod {
+        let marks = |keys: &[&str]| {
+            let map: BTreeMap<String, String> = self
+                .marks
+                .iter()
+                .filter(|(k, _)| keys.contains(k))
+                .map(|(k, v)| ((*k).to_owned(), v.to_string()))
+                .collect();
+            (!map.is_empty()).then_some(map)
+        };
+        let owner = |uid: &str| OwnerReference { uid: uid.to_string(), controller: Some(true), ..Default::default() };
+        let metadata = ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            uid: (!self.uid.is_empty()).then(|| self.uid.to_string()),
+            creation_timestamp: self.created.clone(),
+            deletion_timestamp: self.deleting.clone(),
+            owner_references: self.controller.as_deref().map(|uid| vec![owner(uid)]),
+            labels: marks(&READ_LABELS),
+            annotations: marks(&SEEN_ANNOTATIONS),
+            ..ObjectMeta::default()
+        };
         let containers = |list: &Option<Vec<Container>>| {
             list.as_ref().map(|list| {
                 list.iter()
@@ -237,39 +292,32 @@ impl From<&CachedPod> for Pod {
                     .collect()
             })
         };
-        let marks = |keys: &[&str]| {
-            let map: BTreeMap<String, String> =
-                p.marks.iter().filter(|(k, _)| keys.contains(k)).map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
-            (!map.is_empty()).then_some(map)
-        };
-        let mut metadata = p.metadata.clone();
-        if !p.marks.is_empty() {
-            metadata.labels = marks(&READ_LABELS);
-            metadata.annotations = marks(&SEEN_ANNOTATIONS);
-        }
         let conditions = |list: &Option<Vec<Condition>>| {
             list.as_ref().map(|list| {
                 list.iter()
-                    .map(|c| PodCondition {
-                        type_: c.type_.clone().into_owned(),
-                        status: c.status.clone().into_owned(),
-                        reason: c.reason.clone(),
-                        message: c.message.clone(),
-                        last_transition_time: c.last_transition_time.clone(),
-                        ..PodCondition::default()
+                    .map(|c| {
+                        let details = c.details.as_deref().cloned().unwrap_or_default();
+                        PodCondition {
+                            type_: c.type_.clone().into_owned(),
+                            status: c.status.clone().into_owned(),
+                            reason: details.reason,
+                            message: details.message,
+                            last_transition_time: details.last_transition_time,
+                            ..PodCondition::default()
+                        }
                     })
                     .collect()
             })
         };
         Pod {
             metadata,
-            spec: p.spec.as_ref().map(|s| PodSpec {
+            spec: self.spec.as_ref().map(|s| PodSpec {
                 node_name: s.node_name.clone(),
                 termination_grace_period_seconds: s.termination_grace_period_seconds,
                 active_deadline_seconds: s.active_deadline_seconds,
                 ..PodSpec::default()
             }),
-            status: p.status.as_ref().map(|s| PodStatus {
+            status: self.status.as_ref().map(|s| PodStatus {
                 phase: s.phase.clone(),
                 reason: s.reason.clone(),
                 message: s.message.clone(),
@@ -283,45 +331,30 @@ impl From<&CachedPod> for Pod {
     }
 }
 
-/// A pod as the cache would hold it: what a watch would have delivered.
+/// podtask's own labels and annotations of its pods that the engine reads (`engine::pod`).
+const READ_LABELS: [&str; 1] = [naming::LABEL_ATTEMPT];
+const READ_ANNOTATIONS: [&str; 3] =
+    [naming::ANNOTATION_START_TIME, naming::ANNOTATION_CREATED_AT, naming::ANNOTATION_DEADLINE];
+/// The annotations of the pod the engine sees: those it reads back, and the cache's own note.
+const SEEN_ANNOTATIONS: [&str; 4] =
+    [READ_ANNOTATIONS[0], READ_ANNOTATIONS[1], READ_ANNOTATIONS[2], naming::NOTE_SEEN_RUNNING];
+
+/// A pod as the watch would deliver it.
 #[cfg(test)]
-pub fn cached(pod: &Pod) -> CachedPod {
-    let mut p: CachedPod = serde_json::from_value(serde_json::to_value(pod).expect("a pod is JSON")).expect("a pod");
-    p.trim();
-    p
+pub fn watched(pod: &Pod) -> WatchedPod {
+    serde_json::from_value(serde_json::to_value(pod).expect("a pod is JSON")).expect("a pod")
+}
+
+/// A pod as the engine would see it through the cache.
+#[cfg(test)]
+pub fn through_cache(pod: &Pod) -> Pod {
+    use kube::ResourceExt;
+    CachedPod::from(&watched(pod)).to_pod(&pod.namespace().unwrap_or_default(), &pod.name_any())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The cache marks a running pod with when it first held it running, and keeps that mark through the pod's
-    /// later updates while it runs.
-    #[test]
-    fn the_cache_remembers_when_it_first_held_a_pod_running() {
-        let at = |s: &str| -> Timestamp { s.parse().expect("a timestamp") };
-        let pod = |phase: &str| -> CachedPod {
-            let pod: Pod = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": "p", "namespace": "ns"}, "status": {"phase": phase}}))
-            .expect("a pod");
-            cached(&pod)
-        };
-        let seen =
-            |p: &CachedPod| Pod::from(p).metadata.annotations.and_then(|a| a.get(naming::NOTE_SEEN_RUNNING).cloned());
-
-        let mut pending = pod("Pending");
-        pending.note_running(None, at("2026-01-01T10:00:00Z"));
-        assert_eq!(seen(&pending), None);
-        let mut running = pod("Running");
-        running.note_running(Some(&pending), at("2026-01-01T10:00:03Z"));
-        assert_eq!(seen(&running).as_deref(), Some("2026-01-01T10:00:03Z"));
-        let mut update = pod("Running");
-        update.note_running(Some(&running), at("2026-01-01T10:00:09Z"));
-        assert_eq!(seen(&update).as_deref(), Some("2026-01-01T10:00:03Z"), "kept while it runs");
-        let mut done = pod("Succeeded");
-        done.note_running(Some(&update), at("2026-01-01T10:00:10Z"));
-        assert_eq!(seen(&done), None);
-    }
 
     /// What the cache saves: a whole `Pod` and a `CachedPod`, before any field is set (each field's content is on
     /// the heap either way).
@@ -330,6 +363,6 @@ mod tests {
         let (whole, cached) = (std::mem::size_of::<Pod>(), std::mem::size_of::<CachedPod>());
         let task = std::mem::size_of::<crate::crd::PodTask>();
         println!("MEASURE size_of Pod={whole} bytes, CachedPod={cached} bytes, PodTask={task} bytes");
-        assert!(cached * 3 < whole, "Pod {whole} bytes, CachedPod {cached} bytes");
+        assert!(cached * 7 < whole, "Pod {whole} bytes, CachedPod {cached} bytes");
     }
 }

@@ -6,12 +6,16 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Client, ResourceExt,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::{Client, ResourceExt};
 
-use super::{api_health::ApiHealth, cached_pod::CachedPod, events::Publisher, metrics::Metrics, permits::Permits};
+use super::{
+    api_health::ApiHealth,
+    cached_pod::{CachedPod, WatchedPod},
+    events::Publisher,
+    metrics::Metrics,
+    permits::Permits,
+    pod_cache::PodCache,
+};
 use crate::{
     crd::PodTask,
     engine::{self, naming, pod::is_owned_by},
@@ -28,7 +32,7 @@ pub fn system_clock() -> Clock {
 pub struct Context {
     pub client: Client,
     /// podtask's own pods (label-selected), from the watch cache, as the engine reads them.
-    pub pods: Store<CachedPod>,
+    pub pods: Arc<PodCache>,
     pub events: Publisher,
     pub config: engine::Config,
     pub metrics: Arc<Metrics>,
@@ -177,12 +181,11 @@ impl Default for JustCreated {
 
 impl JustCreated {
     pub fn created(&self, pod: &Pod) {
-        let Ok(mut cached) = serde_json::to_value(pod).and_then(serde_json::from_value::<CachedPod>) else {
+        let Ok(watched) = serde_json::to_value(pod).and_then(serde_json::from_value::<WatchedPod>) else {
             return;
         };
-        cached.trim();
         let key = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
-        self.0.remember(&key, Arc::new(cached));
+        self.0.remember(&key, Arc::new(CachedPod::from(&watched)));
     }
 
     /// The pod `namespace/name` as its create showed it, if that was moments ago.
@@ -211,15 +214,15 @@ impl Context {
             .filter_map(|attempt| {
                 let pod_name = naming::pod_name(&name, &uid, attempt);
                 let key = format!("{ns}/{pod_name}");
-                match self.pods.get(&ObjectRef::new(&pod_name).within(&ns)) {
+                let cached = match self.pods.get(&ns, &pod_name) {
                     Some(cached) => {
                         self.just_created.seen(&key);
                         Some(cached)
                     }
                     None => self.just_created.get(&key),
-                }
+                };
+                cached.map(|p| p.to_pod(&ns, &pod_name))
             })
-            .map(|p| Pod::from(&*p))
             .filter(|p| is_owned_by(p, &uid))
             .collect()
     }

@@ -8,7 +8,7 @@ use kube::{
     runtime::{
         Controller, WatchStreamExt,
         controller::Config as ControllerConfig,
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, Store},
         watcher,
     },
 };
@@ -17,11 +17,12 @@ use tracing::{debug, info, warn};
 
 use super::{
     api_health::ApiHealth,
-    cached_pod::CachedPod,
+    cached_pod::WatchedPod,
     context::{Clock, Context},
     events::Publisher,
     metrics::Metrics,
     permits::Permits,
+    pod_cache::PodCache,
     reconciler::{Watched, error_policy, reconcile},
 };
 use crate::engine::{self, naming};
@@ -55,7 +56,7 @@ pub async fn run_scope(
 ) {
     // Tasks are read through DeserializeGuard: one PodTask podtask cannot read is reported on itself and never
     // fails the LIST or the watch that carries every other task.
-    let (tasks_api, pods_api): (Api<Watched>, Api<CachedPod>) = match &settings.namespace {
+    let (tasks_api, pods_api): (Api<Watched>, Api<WatchedPod>) = match &settings.namespace {
         Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
@@ -67,17 +68,13 @@ pub async fn run_scope(
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
 
     // Only podtask's pods, and of each only what the engine reads (CachedPod): the cache stays proportional to
-    // podtask's own work and small per pod.
-    let (pod_reader, pod_writer) = reflector::store();
+    // podtask's own work and small per pod. It takes each event before the controller does, as a reflector would.
+    let pods = Arc::new(PodCache::default());
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
-    let (cache, now) = (pod_reader.clone(), clock.clone());
+    let (cache, now) = (pods.clone(), clock.clone());
     let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
         .default_backoff()
-        .modify(move |pod| {
-            pod.trim();
-            pod.note_running(cache.get(&ObjectRef::from_obj(pod)).as_deref(), now());
-        })
-        .reflect(pod_writer)
+        .inspect_ok(move |e| cache.apply(e, now()))
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
 
@@ -98,7 +95,7 @@ pub async fn run_scope(
 
     let ctx = Arc::new(Context {
         client,
-        pods: pod_reader.clone(),
+        pods,
         events: settings.events,
         config: settings.config,
         metrics,
@@ -236,7 +233,7 @@ mod tests {
             let mut pod = pod_at(&task, 1, t(0), with_kubelet_fields(state.clone()));
             pod.labels_mut().insert("app".into(), "demo".into());
             pod.annotations_mut().insert("kwok.podtask.dev/run-for".into(), "1s".into());
-            let trimmed = Pod::from(&crate::operator::cached_pod::cached(&pod));
+            let trimmed = crate::operator::cached_pod::through_cache(&pod);
             assert!(trimmed.status.as_ref().unwrap().pod_ip.is_none() && !trimmed.labels().contains_key("app"));
             // Before the first status write, and after it.
             let mut reported = task.clone();

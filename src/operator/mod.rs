@@ -11,6 +11,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod permits;
+pub mod pod_cache;
 pub mod preflight;
 pub mod reconciler;
 pub mod run;

@@ -10,7 +10,7 @@ use kube::core::DeserializeGuard;
 use kube::{
     Client,
     client::Body,
-    runtime::{controller::Action, reflector, watcher},
+    runtime::{controller::Action, watcher},
 };
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
@@ -381,19 +381,19 @@ async fn a_pod_just_created_is_not_read_again_while_the_cache_catches_up() {
         .await;
     assert!(result.is_ok(), "{result:?}");
     let created = remembered.create.expect("the created pod is remembered");
-    assert_eq!(engine::pod::attempt_of(&Pod::from(&*created)), Some(1), "with the labels the engine reads");
+    assert_eq!(engine::pod::attempt_of(&created.to_pod("ns", POD)), Some(1), "with the labels the engine reads");
     launched.status = written.lock().unwrap().take();
     assert_eq!(launched.status.as_ref().and_then(|s| s.reason), Some(Reason::PodCreated));
 
     // The next reconcile, one second later, with the pod cache still empty.
     let memory = Memory::default();
-    memory.just_created.created(&Pod::from(&*created));
+    memory.just_created.created(&created.to_pod("ns", POD));
     let (result, ..) =
         reconcile_after(memory, launched.clone(), vec![], t(1), |api| async move { api.silent().await }).await;
     assert!(result.is_ok(), "{result:?}");
     let (result, ..) = reconcile_after(Memory::default(), launched, vec![], t(1), |mut api| async move {
         let get = api.expect(Method::GET, POD_PATH).await;
-        get.respond(200, &stored(serde_json::to_value(Pod::from(&*created)).unwrap(), "pod-uid-1"));
+        get.respond(200, &stored(serde_json::to_value(created.to_pod("ns", POD)).unwrap(), "pod-uid-1"));
         api
     })
     .await;
@@ -521,9 +521,9 @@ where
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let api_client = client.clone();
-    let (pods, mut writer) = reflector::store();
+    let pods = Arc::new(crate::operator::pod_cache::PodCache::default());
     for pod in cache {
-        writer.apply_watcher_event(&watcher::Event::Apply(crate::operator::cached_pod::cached(&pod)));
+        pods.apply(&watcher::Event::Apply(crate::operator::cached_pod::watched(&pod)), now);
     }
     let ctx = Arc::new(Context {
         events: Publisher::start(client.clone(), "test".into(), Default::default()),
