@@ -219,6 +219,24 @@ def component_pid(name):
     return None
 
 
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def settle(limit_s=180, idle_cores=0.3, calm_s=3):
+    """Wait until the cluster's components are idle (together below idle_cores for calm_s seconds in a row): the
+    last run's aftermath (the garbage collector and kwok finishing with its deleted objects) must not share the
+    machine with the next run. Returns the seconds waited."""
+    def cpu():
+        return sum(proc_stat(pid)[0] for pid in map(component_pid, COMPONENTS) if pid)
+    start, last, calm = time.time(), cpu(), 0
+    while calm < calm_s and time.time() - start < limit_s:
+        time.sleep(1)
+        now = cpu()
+        calm = calm + 1 if now - last < idle_cores else 0
+        last = now
+    return time.time() - start
+
+
 class Operator:
     def __init__(self, ns, args):
         self.port = 21000 + os.getpid() % 20000
@@ -696,15 +714,18 @@ def main():
                 for kind, label in order:
                     if kind == "job":
                         set_kcm(label)
+                    waited = settle()
                     res = throughput(kind, n, args, "job-" + label if kind == "job" else label)
-                    res["repeat"] = r
+                    res["repeat"], res["settled_after_s"] = r, waited
                     out["throughput"].append(res)
                     save()
         set_kcm("defaults")
     if "burst" in phases and args.burst:
+        settle()
         out["burst"] = deadline_burst(args.burst, args)
         save()
     if "spread" in phases and args.spread:
+        settle()
         out["spread"] = spread_deadlines(args.spread, args, args.spread_seconds)
         save()
     if "scale" in phases:
