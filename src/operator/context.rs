@@ -15,6 +15,7 @@ use super::{
     metrics::Metrics,
     permits::Permits,
     pod_cache::PodCache,
+    wakeups::Wakeups,
 };
 use crate::{
     crd::PodTask,
@@ -49,6 +50,8 @@ pub struct Context {
     pub deleted: Deleted,
     /// podtask's own pod creates the pod cache may not have shown yet.
     pub just_created: JustCreated,
+    /// When each task wants its next reconcile.
+    pub wakeups: Arc<Wakeups>,
 }
 
 /// Consecutive failures per task (namespace/name): the error backoff doubles with each, and resets on success.

@@ -23,7 +23,8 @@ use super::{
     metrics::Metrics,
     permits::Permits,
     pod_cache::PodCache,
-    reconciler::{Watched, error_policy, reconcile},
+    reconciler::{Watched, error_policy, key_of, reconcile},
+    wakeups::Wakeups,
 };
 use crate::engine::{self, naming};
 
@@ -79,10 +80,18 @@ pub async fn run_scope(
         .touched_objects();
 
     let (tasks_reader, tasks_writer) = reflector::store();
+    let wakeups = Arc::new(Wakeups::default());
+    let forget = wakeups.clone();
     let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
         .default_backoff()
         .modify(trim_task)
         .reflect(tasks_writer)
+        // A deleted task's wakeup goes with it.
+        .inspect_ok(move |e| {
+            if let watcher::Event::Delete(task) = e {
+                forget.set(&key_of(task), None);
+            }
+        })
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
         .applied_objects();
     let controller = Controller::for_stream(task_stream, tasks_reader.clone())
@@ -90,6 +99,7 @@ pub async fn run_scope(
         // for a permit never keeps a due deadline from starting.
         .with_config(ControllerConfig::default().concurrency(0))
         .owns_stream(pod_stream)
+        .reconcile_on(wakeups.clone().due(clock.clone()))
         .graceful_shutdown_on(shutdown);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
 
@@ -104,6 +114,7 @@ pub async fn run_scope(
         own_writes: Default::default(),
         deleted: Default::default(),
         just_created: Default::default(),
+        wakeups,
         permits: settings.permits.clone(),
         api: settings.api.clone(),
     });
@@ -124,9 +135,11 @@ pub async fn run_scope(
         .for_each(|result| {
             use kube::runtime::controller::Error as ControllerError;
             match result {
-                // The task is gone: so is its error backoff record.
+                // The task is gone: so are its error backoff record and its wakeup.
                 Err(ControllerError::ObjectNotFound(task)) => {
-                    failures.failures.clear(&format!("{}/{}", task.namespace.unwrap_or_default(), task.name));
+                    let key = format!("{}/{}", task.namespace.unwrap_or_default(), task.name);
+                    failures.failures.clear(&key);
+                    failures.wakeups.set(&key, None);
                 }
                 // error_policy has logged it already.
                 Err(ControllerError::ReconcilerFailed(..)) => {}

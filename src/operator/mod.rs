@@ -17,6 +17,7 @@ pub mod reconciler;
 pub mod run;
 pub mod telemetry;
 pub mod throttle;
+pub mod wakeups;
 
 #[cfg(test)]
 mod footprint_tests;

@@ -51,7 +51,7 @@ pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action
         Ok(task) if engine::deadline::is_due(task, &ctx.pods_of(task), ctx.now()) => Urgency::DeadlineDue,
         _ => Urgency::Routine,
     };
-    let key = key_of(&object);
+    let key = key_of(&*object);
     if urgency == Urgency::Routine && ctx.own_writes.cache_behind(&key, object.meta().resource_version.as_deref()) {
         // The watch brings podtask's own last write in a moment (and with it, this reconcile again).
         debug!(task = %key, "the cache has not shown podtask's last status write yet");
@@ -73,7 +73,7 @@ pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action
 
 /// After a failed reconcile: look again later, never in a hot loop.
 pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> Action {
-    let task = key_of(&object);
+    let task = key_of(&*object);
     ctx.metrics.error(error.kind());
     match error {
         Error::Stale(_) => {
@@ -361,10 +361,8 @@ async fn act(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> 
     for e in &plan.events {
         publish(task, e, ctx);
     }
-    Ok(match plan.requeue_at {
-        Some(at) => Action::requeue(until(ctx.now(), at)),
-        None => Action::await_change(),
-    })
+    ctx.wakeups.set(&key_of(task), plan.requeue_at);
+    Ok(Action::await_change())
 }
 
 /// ttlAfterFinished elapsed: delete the PodTask itself (its pods go with it).
@@ -467,12 +465,8 @@ async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Contex
     }
 }
 
-/// Time from `now` until `at`, zero if past.
-fn until(now: Timestamp, at: Timestamp) -> StdDuration {
-    StdDuration::try_from(at.duration_since(now)).unwrap_or(StdDuration::ZERO)
-}
-
-fn key_of(object: &Watched) -> String {
+/// A task's key, `namespace/name`, as the operator's own records of it use it.
+pub(crate) fn key_of<K: Resource>(object: &K) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 

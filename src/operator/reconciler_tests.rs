@@ -536,6 +536,7 @@ where
         own_writes: memory.own_writes,
         deleted: memory.deleted,
         just_created: memory.just_created,
+        wakeups: Default::default(),
         permits: Arc::new(crate::operator::permits::Permits::new(1)),
         api: crate::operator::api_health::ApiHealth::new(api_client),
     });
@@ -547,6 +548,14 @@ where
         tokio::time::timeout(StdDuration::from_secs(10), reconcile(Arc::new(DeserializeGuard(Ok(task))), ctx.clone()))
             .await
             .expect("the reconcile finished");
+    // The wakeup the reconcile set is the requeue it asks for (held by podtask's wakeups, not kube-runtime's queue).
+    let wakeup = ctx.wakeups.of("ns/job");
+    let result = result.map(|action| match wakeup {
+        Some(at) if action == Action::await_change() => {
+            Action::requeue(StdDuration::try_from(at.duration_since(now)).unwrap_or_default())
+        }
+        _ => action,
+    });
     let remembered =
         Remembered { delete: ctx.deleted.recently("pod-uid-1"), create: ctx.just_created.get(&format!("ns/{POD}")) };
     drop(ctx);
