@@ -119,3 +119,24 @@ fn what_a_cached_pod_and_task_keep() {
     assert!(with_malloc_overhead(pod_bytes, pod_allocs) < 1_300, "a cached pod keeps {pod_bytes} bytes");
     assert!(with_malloc_overhead(task_bytes, task_allocs) < 1_500, "a cached task keeps {task_bytes} bytes");
 }
+
+/// A task's wakeup, against what kube-runtime's queue keeps for a requeue: its request (the task's object reference,
+/// with copies of its name, namespace, uid and resourceVersion) twice, in its timer and in its index.
+#[test]
+fn what_a_wakeup_keeps() {
+    use kube::runtime::{controller::ReconcileRequest, reflector::ObjectRef};
+    let task = cached_task();
+    let at = "2026-12-03T06:03:48Z".parse().expect("a timestamp");
+    let wakeups = super::wakeups::Wakeups::default();
+    // The first wakeup allocates the indexes' first bucket array and node; each further one adds its key, and its
+    // entry in each index (counted by size below).
+    wakeups.set("other/first", Some(at));
+    let ((), bytes, allocs) = kept(|| wakeups.set(&super::reconciler::key_of(&*task), Some(at)));
+    let bytes = bytes + 2 * std::mem::size_of::<(Arc<str>, crate::jiff::Timestamp)>() as isize;
+    let (request, request_bytes, request_allocs) = kept(|| ReconcileRequest::from(ObjectRef::from_obj(&*task)));
+    let request_bytes = request_bytes + std::mem::size_of_val(&request) as isize;
+    let (wakeup, queued) =
+        (with_malloc_overhead(bytes, allocs), 2 * with_malloc_overhead(request_bytes, request_allocs));
+    println!("MEASURE a wakeup {wakeup} bytes with malloc's overhead; kube-runtime's queue {queued} bytes per requeue");
+    assert!(wakeup * 3 < queued, "a wakeup {wakeup} bytes, kube-runtime's queue {queued} bytes");
+}

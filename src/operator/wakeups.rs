@@ -3,8 +3,8 @@
 //!
 //! Every running task waits for something, so at thousands of tasks this is one entry per task all the time.
 //! kube-runtime's queue holds each as two copies of a request that carries the task's name, namespace, uid and
-//! resourceVersion (some 560 bytes a task); here it is the task's `namespace/name` once, shared by two small
-//! indexes. A task's newest reconcile sets (or clears) its wakeup, so an earlier one never fires late; a deleted
+//! resourceVersion (500 bytes a task before its own bookkeeping); here it is the task's `namespace/name` once,
+//! shared by two small indexes (128 bytes; `footprint_tests::what_a_wakeup_keeps`). A task's newest reconcile sets (or clears) its wakeup, so an earlier one never fires late; a deleted
 //! task's wakeup goes with it.
 
 use std::{
