@@ -47,6 +47,20 @@ enum CrdAction {
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's settings, read once when it starts (`_RJEM_MALLOC_CONF` in the environment still overrides them):
+/// one arena for the whole process (the operator's few threads gain nothing from one per CPU, and each arena keeps
+/// its own free pages), and freed pages returned to the system after 1 s rather than 10 s. At 10,000 tasks, with
+/// the release profile's size optimisation, 63 MiB peak resident against 67.6 MiB (docs/performance.md).
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: JemallocConf = JemallocConf(c"narenas:1,dirty_decay_ms:1000,muzzy_decay_ms:0".as_ptr());
+
+/// A C string pointer, as jemalloc reads its `malloc_conf` symbol.
+#[repr(transparent)]
+struct JemallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a string literal, never written; jemalloc only reads it.
+unsafe impl Sync for JemallocConf {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
