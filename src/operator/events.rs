@@ -23,7 +23,7 @@ pub const CONTROLLER: &str = "podtask";
 /// The longest object name the API server accepts.
 const MAX_NAME: usize = 253;
 
-/// Events waiting to be sent, at most: a further Event is dropped and counted (`podtask_events_dropped`), as
+/// Events waiting to be sent, at most: a further Event is dropped and counted (`podtask_events_dropped_total`), as
 /// client-go's event broadcaster does. Thousands of tasks changing at once never hold thousands of Events (and
 /// their requests) in memory, nor let them crowd out the status writes and pod deletes they are about.
 pub const QUEUE: usize = 4096;
