@@ -7,7 +7,8 @@
 # Extra settings: BENCH_REPEATS, BENCH_SCALE ("100 1000 5000 10000"), BENCH_PHASES, BENCH_OPERATOR_ARGS (default: the
 # Job controller's "equal" budget, --kube-api-qps=1000 --kube-api-burst=1000).
 # BENCH_OPERATOR_LOG_LEVEL (default warn), BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o target/bench/heap"),
-# BENCH_KINDS (default job,podtask; "podtask" skips the Job runs).
+# BENCH_KINDS (default job,podtask; "podtask" skips the Job runs), BENCH_APISERVER_ARGS (more kube-apiserver flags, e.g.
+# "--profiling=true" for a CPU profile: kubectl get --raw "/debug/pprof/profile?seconds=20").
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 quick=0 keep=0 sizes=()
@@ -28,7 +29,7 @@ export PODTASK_KWOK_NODES=12 # 12,000 pod slots
 export PODTASK_SCHEDULER_EXTRA_ARGS="--kube-api-qps=5000 --kube-api-burst=5000"
 # and kwok moving 64 pods through their stages at once rather than 4 (hack/bench/kwok-config.yaml)
 export PODTASK_KWOK_CONFIGS=$PWD/hack/kwok/node-stages.yaml,$PWD/hack/kwok/stages.yaml,$PWD/hack/bench/kwok-config.yaml
-export PODTASK_APISERVER_EXTRA_ARGS="--audit-policy-file=$PWD/hack/bench/audit-policy.yaml --audit-log-path=$PODTASK_CLUSTER_DIR/logs/audit.log --audit-log-mode=batch --audit-log-batch-max-wait=1s"
+export PODTASK_APISERVER_EXTRA_ARGS="--audit-policy-file=$PWD/hack/bench/audit-policy.yaml --audit-log-path=$PODTASK_CLUSTER_DIR/logs/audit.log --audit-log-mode=batch --audit-log-batch-max-wait=1s ${BENCH_APISERVER_ARGS:-}"
 export PODTASK_KCM_EXTRA_ARGS=""
 if ((quick)); then
 	args=(--sizes "${sizes[@]:-100}" --repeats "${BENCH_REPEATS:-1}" --burst 100 --spread 100 --spread-seconds 30 --scale ${BENCH_SCALE:-100 300})
@@ -38,7 +39,7 @@ fi
 cargo build --quiet --release --bin podtask
 mkdir -p target/bench
 hack/cluster.sh down >/dev/null 2>&1
-rm -f "$PODTASK_CLUSTER_DIR/logs/audit.log"
+rm -f "$PODTASK_CLUSTER_DIR"/logs/audit*.log # and the API server's rotated ones (100 MB each)
 hack/cluster.sh up >/dev/null
 ((keep)) || trap 'hack/cluster.sh down >/dev/null 2>&1' EXIT
 export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
