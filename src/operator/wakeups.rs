@@ -13,9 +13,9 @@ use std::{
     time::Duration,
 };
 
-use futures::{Stream, channel::mpsc};
+use futures::Stream;
 use kube::runtime::reflector::ObjectRef;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use super::{context::Clock, reconciler::Watched};
 use crate::jiff::Timestamp;
@@ -79,31 +79,33 @@ impl Wakeups {
         (due, state.by_time.first().map(|(at, _)| *at))
     }
 
-    /// The reconciles as they come due, for `Controller::reconcile_on`. The timer runs until the stream is dropped.
+    /// The reconciles as they come due, for `Controller::reconcile_on`. The timer ends when the stream is dropped.
     pub fn due(self: Arc<Self>, clock: Clock) -> impl Stream<Item = ObjectRef<Watched>> + Send + 'static {
-        let (tx, rx) = mpsc::unbounded();
+        let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 let (due, next) = self.take_due(clock());
                 for key in due {
                     let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
-                    if tx.unbounded_send(ObjectRef::new(name).within(namespace)).is_err() {
+                    if tx.send(ObjectRef::new(name).within(namespace)).is_err() {
                         return;
                     }
                 }
                 let wait = next.map(|at| Duration::try_from(at.duration_since(clock())).unwrap_or(Duration::ZERO));
-                match wait {
-                    Some(wait) => {
-                        let _ = tokio::time::timeout(wait, self.changed.notified()).await;
+                let due = async {
+                    match wait {
+                        Some(wait) => tokio::time::sleep(wait).await,
+                        None => std::future::pending().await,
                     }
-                    None => self.changed.notified().await,
-                }
-                if tx.is_closed() {
-                    return;
+                };
+                tokio::select! {
+                    () = due => {}
+                    () = self.changed.notified() => {}
+                    () = tx.closed() => return,
                 }
             }
         });
-        rx
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
     }
 }
 
@@ -135,7 +137,7 @@ mod tests {
     }
 
     /// The timer sends each task when its wakeup is due, also one set after the timer started waiting for a later
-    /// one, and none before it is due.
+    /// one, and none before it is due; it ends when its stream is dropped.
     #[tokio::test]
     async fn the_timer_sends_each_task_when_due() {
         let clock: Clock = Arc::new(Timestamp::now);
@@ -149,5 +151,13 @@ mod tests {
         assert_eq!(first, Some(ObjectRef::new("early").within("ns")));
         assert!(tokio::time::timeout(Duration::from_millis(200), due.next()).await.is_err(), "late is not due");
         assert!(w.of("ns/late").is_some(), "still waiting");
+        drop(due);
+        for _ in 0..100 {
+            if Arc::strong_count(&w) == 1 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the timer outlived its stream");
     }
 }
