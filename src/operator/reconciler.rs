@@ -160,8 +160,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     // Its pods must not run on unsupervised.
     let uid = meta.uid.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let ours = ctx.pods.in_namespace(&ns).into_iter().map(|(name, p)| p.to_pod(&ns, &name));
-    for pod in ours.filter(|p| is_owned_by(p, &uid)) {
+    for pod in ctx.pods.owned_by(&ns, &uid).into_iter().map(|(name, p)| p.to_pod(&ns, &name)) {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
             delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
