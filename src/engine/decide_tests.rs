@@ -1066,6 +1066,21 @@ fn an_attempt_number_beyond_any_podtask_makes_goes_back_to_what_its_pods_show() 
 }
 
 #[test]
+fn an_attempt_number_the_pods_and_history_do_not_support_goes_back() {
+    // Within the schema's bounds, but never written by podtask: the running pod is attempt 1's, and stays.
+    let (task, pod) = edited(running_since(t(0)), |s| s.attempt = 202);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+    assert_eq!((plan.status.attempt, plan.status.phase), (1, Phase::Running));
+    assert!(plan.delete.is_empty());
+    assert!(corrections(&plan)[0].starts_with("status.attempt was 202"), "{:?}", corrections(&plan));
+    // One past the last recorded attempt, its pod gone: podtask's own (its pod was deleted by someone else).
+    let (task, _) = edited(running(), |s| s.attempt = 1);
+    let plan = fresh(&task, &[], t(100));
+    assert!(corrections(&plan).is_empty());
+    assert_eq!(plan.status.attempts.first().map(|a| a.reason), Some(Reason::PodLost));
+}
+
+#[test]
 fn a_pod_that_podtask_did_not_name_is_not_an_attempt() {
     let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
     let mut impostor = pod_at(&task, 1, t(0), running());

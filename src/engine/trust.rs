@@ -113,8 +113,9 @@ fn deadline(t: &mut Trusted, task: &PodTask, old: &PodTaskStatus, witness: Optio
     trusted
 }
 
-/// An attempt number beyond any podtask makes (written under an older, looser schema) goes back to the newest
-/// attempt that podtask's pods or history show.
+/// An attempt number that neither podtask's pods nor its history support goes back to the newest attempt they show.
+/// podtask launches attempt N+1 only once it has recorded how attempt N ended, and names each attempt's pod, so
+/// the current attempt is at most one past the last recorded one, or that of the newest pod.
 fn attempt(t: &mut Trusted, old: &PodTaskStatus, pods: &BTreeMap<u32, &Pod>) {
     if old.uncounted_attempts > MAX_UNCOUNTED_ATTEMPTS {
         let note = format!(
@@ -124,14 +125,14 @@ fn attempt(t: &mut Trusted, old: &PodTaskStatus, pods: &BTreeMap<u32, &Pod>) {
         t.events.push(Event { warning: true, reason: CORRECTED.into(), note, action: "Reconcile", pod: None });
         t.status.uncounted_attempts = MAX_UNCOUNTED_ATTEMPTS;
     }
-    if old.attempt <= MAX_ATTEMPTS {
+    let newest = pods.keys().next_back().copied().unwrap_or(0);
+    let recorded = old.attempts.last().map_or(0, |a| a.attempt).min(MAX_ATTEMPTS);
+    if old.attempt <= newest.max(recorded.saturating_add(1)) {
         return;
     }
-    let newest = pods.keys().next_back().copied();
-    let recorded = old.attempts.last().map(|a| a.attempt).filter(|a| *a <= MAX_ATTEMPTS);
-    let attempt = newest.max(recorded).unwrap_or(0);
+    let attempt = newest.max(recorded);
     let note = format!(
-        "status.attempt was {}, beyond the {MAX_ATTEMPTS} attempts podtask ever makes; corrected to {attempt}, the newest attempt its pods and history show",
+        "status.attempt was {}, but podtask's pods and attempt history show no attempt after {attempt}; corrected to {attempt}",
         old.attempt
     );
     t.events.push(Event { warning: true, reason: CORRECTED.into(), note, action: "Reconcile", pod: None });

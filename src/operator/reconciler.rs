@@ -114,7 +114,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
             && s["observedGeneration"] == json!(meta.generation)
     });
     if !already {
-        let now = ctx.now().to_string();
+        // As every time in a status: whole seconds, UTC (what the schema admits).
+        let now = json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ctx.now()));
         let condition = |type_: &str| {
             json!({"type": type_, "status": "True", "reason": "InvalidSpec", "message": message,
                    "observedGeneration": meta.generation, "lastTransitionTime": now})
