@@ -892,8 +892,8 @@ fn corrections(plan: &Decided) -> Vec<&str> {
 
 #[test]
 fn a_status_edit_of_a_fact_the_pods_record_is_corrected_from_the_pods() {
-    let year_2999 = ts("2999-01-01T00:00:00Z");
-    let cases: [(&str, fn(&mut PodTaskStatus), &str); 4] = [
+    type Edit = fn(&mut PodTaskStatus);
+    let cases: [(&str, Edit, &str); 4] = [
         (
             "deadline later",
             |s| s.deadline = Some(Time(ts("2999-01-01T00:00:00Z"))),
@@ -921,7 +921,6 @@ fn a_status_edit_of_a_fact_the_pods_record_is_corrected_from_the_pods() {
         assert_eq!(notes.len(), usize::from(!note.is_empty()), "{what}: {notes:?}");
         assert!(notes.iter().all(|n| n.starts_with(note)), "{what}: {notes:?}");
         assert!(plan.delete.is_empty(), "{what}: the pod runs on");
-        let _ = year_2999;
     }
 }
 
