@@ -93,9 +93,9 @@ pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> A
     }
 }
 
-/// A PodTask the API server accepted but podtask cannot read (possible under an older, looser CRD, or with a
-/// hand-edited status): fail it with InvalidSpec naming the problem, stop its running pods, and carry on with
-/// every other task.
+/// A PodTask the API server accepted but podtask cannot read (possible under an older, looser CRD, or through the
+/// pod template's metadata, which the schema leaves loose): fail it with InvalidSpec naming the problem, stop its
+/// running pods, and carry on with every other task.
 async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
     let meta = &invalid.metadata;
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
