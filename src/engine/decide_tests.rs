@@ -886,6 +886,21 @@ fn edited(pod_status: serde_json::Value, edit: impl FnOnce(&mut PodTaskStatus)) 
     (task, pod)
 }
 
+/// podtask's record of attempt 1 (launched at T+0) failing with `reason` at `end`.
+fn attempt_1_ended(reason: Reason, end: Timestamp) -> AttemptRecord {
+    AttemptRecord {
+        attempt: 1,
+        pod_name: P1.into(),
+        start_time: Some(Time(t(0))),
+        end_time: Some(Time(end)),
+        outcome: Outcome::Failed,
+        reason,
+        message: None,
+        exit_code: None,
+        matched_rule: None,
+    }
+}
+
 fn corrections(plan: &Decided) -> Vec<&str> {
     plan.events.iter().filter(|e| e.warning && e.reason == trust::CORRECTED).map(|e| e.note.as_str()).collect()
 }
@@ -980,17 +995,7 @@ fn a_terminal_phase_podtask_recorded_is_believed() {
     let (task, pod) = edited(running_since(t(0)), |s| {
         s.phase = Phase::Failed;
         s.reason = Some(Reason::DeadlineExceeded);
-        s.attempts = vec![AttemptRecord {
-            attempt: 1,
-            pod_name: P1.into(),
-            start_time: Some(Time(t(0))),
-            end_time: Some(Time(t(570))),
-            outcome: Outcome::Failed,
-            reason: Reason::DeadlineExceeded,
-            message: None,
-            exit_code: None,
-            matched_rule: None,
-        }];
+        s.attempts = vec![attempt_1_ended(Reason::DeadlineExceeded, t(570))];
     });
     // Its pod is still there (being stopped, say): the task stays Failed, and the pod goes.
     let plan = cached(&task, std::slice::from_ref(&pod), t(580));
@@ -1008,17 +1013,7 @@ fn without_a_pod_the_status_is_checked_against_the_spec_and_the_clock() {
             s.reason = Some(Reason::BackingOff);
             s.next_attempt_time = Some(Time(t(200)));
             s.observed_generation = Some(1);
-            s.attempts = vec![AttemptRecord {
-                attempt: 1,
-                pod_name: P1.into(),
-                start_time: Some(Time(t(0))),
-                end_time: Some(Time(t(100))),
-                outcome: Outcome::Failed,
-                reason: Reason::Evicted,
-                message: None,
-                exit_code: None,
-                matched_rule: None,
-            }];
+            s.attempts = vec![attempt_1_ended(Reason::Evicted, t(100))];
             edit(s);
         });
         cached(&task, &[], t(150))
