@@ -11,7 +11,7 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{duration::Duration, time_spec::TimeSpec};
+use crate::{duration::Duration, engine::status, time_spec::TimeSpec};
 
 /// Runs one pod to completion, reliably: an absolute deadline that is never extended, a startup timeout per
 /// attempt, image-pull trouble treated as a retryable timeout rather than a hard failure, and no pod left behind.
@@ -200,7 +200,7 @@ pub enum ConditionStatus {
 pub struct RetryPolicy {
     /// Extra attempts after the first (0 means run once). Default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 100))]
+    #[schemars(range(min = 0, max = MAX_RETRY_LIMIT))]
     pub limit: Option<u32>,
 
     /// Wait between attempts.
@@ -213,6 +213,9 @@ pub struct RetryPolicy {
     #[schemars(length(max = 7))]
     pub reasons: Option<Vec<RetryReason>>,
 }
+
+/// The most extra attempts `retry.limit` may ask for.
+pub const MAX_RETRY_LIMIT: u32 = 100;
 
 /// Exponential backoff between attempts: initial × factor^(n-1), capped at max.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -358,12 +361,15 @@ pub struct PodTaskStatus {
     pub reason: Option<Reason>,
     /// Why the task is in this phase, for humans.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = status::MESSAGE_MAX))]
     pub message: Option<String>,
     /// The current (or last) attempt, starting at 1. 0 before the first pod.
     #[serde(default)]
+    #[schemars(range(max = status::MAX_ATTEMPTS))]
     pub attempt: u32,
     /// The current (or last) attempt's pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = status::POD_NAME_MAX))]
     pub pod_name: Option<String>,
     /// When the first attempt launched; the execution budget counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -385,19 +391,23 @@ pub struct PodTaskStatus {
     pub exit_code: Option<i32>,
     /// The last attempt's termination message (first 1024 bytes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = status::DETAIL_MAX))]
     pub termination_message: Option<String>,
     /// Attempts retried by a RetryWithoutCounting rule of podFailurePolicy (they do not count against
     /// retry.limit).
     #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(max = status::MAX_UNCOUNTED_ATTEMPTS))]
     pub uncounted_attempts: u32,
     /// The most recent attempts (at most 20), oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = status::HISTORY_LIMIT))]
     pub attempts: Vec<AttemptRecord>,
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Complete / Failed (as Jobs have, for `kubectl wait`), Reconciling / Stalled (kstatus, for Flux and kpt).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = status::CONDITIONS_MAX))]
     pub conditions: Vec<Condition>,
 }
 
@@ -405,7 +415,9 @@ pub struct PodTaskStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptRecord {
+    #[schemars(range(max = status::MAX_ATTEMPTS))]
     pub attempt: u32,
+    #[schemars(length(max = status::POD_NAME_MAX))]
     pub pod_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
@@ -415,12 +427,14 @@ pub struct AttemptRecord {
     pub outcome: Outcome,
     pub reason: Reason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = status::DETAIL_MAX))]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// The podFailurePolicy rule that decided this attempt's fate, e.g. `rules[1]: exit code 75 In [75] ->
     /// RetryWithoutCounting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = status::DETAIL_MAX))]
     pub matched_rule: Option<String>,
     /// For an attempt stopped at the deadline: when podtask asked its pod to stop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -452,6 +466,9 @@ pub fn definition() -> CustomResourceDefinition {
         if let Some(root) = version.schema.as_mut().and_then(|s| s.open_api_v3_schema.as_mut()) {
             let mut value = serde_json::to_value(&*root).expect("schema serializes");
             kubernetes_formats(&mut value);
+            if let Some(status) = value.pointer_mut("/properties/status") {
+                bound_status(status);
+            }
             *root = serde_json::from_value(value).expect("schema deserializes");
         }
         let template = version
@@ -480,6 +497,30 @@ fn kubernetes_formats(v: &mut serde_json::Value) {
             map.insert("format".into(), "int32".into());
         }
     });
+}
+
+/// Bounds in the status schema that its types cannot carry: every time (podtask's own and the conditions') to
+/// what podtask writes and can read back (`status::TIME_PATTERN`), and each condition's strings to what podtask
+/// writes. Plain OpenAPI bounds, no CEL: the API server checks them on every status write at little cost.
+fn bound_status(status: &mut serde_json::Value) {
+    for_each_object(status, &mut |map| {
+        if map.get("format").and_then(serde_json::Value::as_str) == Some("date-time") {
+            map.insert("pattern".into(), status::TIME_PATTERN.into());
+        }
+    });
+    if let Some(condition) = status.pointer_mut("/properties/conditions/items/properties") {
+        for (field, max) in [("type", 316), ("reason", 1024), ("message", status::MESSAGE_MAX)] {
+            if let Some(field) = condition.get_mut(field) {
+                field["maxLength"] = max.into();
+            }
+        }
+        if let Some(value) = condition.get_mut("status") {
+            value["enum"] = serde_json::json!(["True", "False", "Unknown"]);
+        }
+        if let Some(generation) = condition.get_mut("observedGeneration") {
+            generation["minimum"] = 0.into();
+        }
+    }
 }
 
 fn strip_descriptions(v: &mut serde_json::Value) {

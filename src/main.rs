@@ -95,7 +95,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(run(*args)) {
+            let result = runtime.block_on(run(*args));
+            // Not the runtime's drop, which waits for every worker to finish what it is doing however long that
+            // takes: `run` has given in-flight work its grace already.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("podtask: {e}");

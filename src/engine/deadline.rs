@@ -25,7 +25,8 @@ pub fn absolute(spec: &PodTaskSpec, first_start: Option<Timestamp>) -> Option<Ti
 /// routine ones (operator::permits).
 pub fn is_due(task: &PodTask, pods: &[Pod], now: Timestamp) -> bool {
     let Some(status) = task.status.as_ref().filter(|s| !s.phase.is_terminal()) else { return false };
-    let deadline = status.deadline.as_ref().map(|t| t.0).or_else(|| pods.iter().find_map(super::pod::deadline_of));
+    // The pods' record first, as the engine trusts it (`trust`).
+    let deadline = pods.iter().find_map(super::pod::deadline_of).or_else(|| status.deadline.as_ref().map(|t| t.0));
     let Some(deadline) = deadline else { return false };
     now >= deadline
         || pods.iter().any(|p| p.metadata.deletion_timestamp.is_none() && now >= super::pod::stop_at(p, deadline))

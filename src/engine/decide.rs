@@ -19,9 +19,11 @@ use super::{
     failure_policy::{self, RuleMatch},
     naming, pod, retry,
     status::{self, HISTORY_LIMIT},
+    trust,
 };
 use crate::crd::{
-    AttemptRecord, CleanupPolicy, Outcome, Phase, PodFailurePolicyAction, PodTask, PodTaskStatus, Reason,
+    AttemptRecord, CleanupPolicy, MAX_RETRY_LIMIT, Outcome, Phase, PodFailurePolicyAction, PodTask, PodTaskStatus,
+    Reason,
 };
 
 /// Decide what to do about `task`, given what was observed at `seen.now`: either read a pod fresh first (a
@@ -35,9 +37,20 @@ pub fn decide(task: &PodTask, seen: Observed<'_>, cfg: &Config) -> Next {
     if d.status.phase.is_terminal() {
         d.after_the_end();
     } else if let Err(problem) = spec_problem(task) {
+        if d.active_attempt() {
+            // Its pod must not run on unsupervised: recorded as ended, it is deleted with the others.
+            let pod = d.pods.get(&d.current).copied();
+            d.record(pod, Outcome::Failed, Reason::InvalidSpec, Some(&problem), None);
+        }
         d.fail(Reason::InvalidSpec, problem);
     } else if d.active_attempt() {
         d.follow_attempt();
+    } else if d.current >= status::MAX_ATTEMPTS {
+        // Never reached under the schema's bounds; keeps every status podtask writes within them.
+        let reason = d.status.attempts.last().map_or(Reason::PodLost, |a| a.reason);
+        let message =
+            format!("attempt {} would be beyond the {} attempts podtask makes", d.current, status::MAX_ATTEMPTS);
+        d.fail(reason, message);
     } else {
         d.next_attempt();
     }
@@ -102,6 +115,9 @@ struct Decision<'a> {
     fresh: bool,
     uid: String,
     old: PodTaskStatus,
+    /// The status as podtask trusts it (`trust::check`): `old` with what disagreed with podtask's own records
+    /// corrected.
+    trusted: PodTaskStatus,
     status: PodTaskStatus,
     /// The task's pods (owned by its UID) by attempt number.
     pods: BTreeMap<u32, &'a Pod>,
@@ -117,26 +133,21 @@ struct Decision<'a> {
 impl<'a> Decision<'a> {
     fn new(task: &'a PodTask, seen: Observed<'a>, cfg: &'a Config) -> Self {
         let uid = task.uid().unwrap_or_default();
+        let name = task.name_any();
         let old = task.status.clone().unwrap_or_default();
+        // podtask's own pods: owned by the task, and named as podtask names that attempt's pod.
         let pods: BTreeMap<u32, &Pod> = seen
             .pods
             .iter()
             .filter(|p| pod::is_owned_by(p, &uid))
             .filter_map(|p| Some((pod::attempt_of(p)?, p)))
+            .filter(|(attempt, p)| p.metadata.name.as_deref() == Some(naming::pod_name(&name, &uid, *attempt).as_str()))
             .collect();
-        let current = old.attempt.max(pods.keys().next_back().copied().unwrap_or(0));
-        let first_pod = pods.get(&1).or_else(|| pods.values().next());
-        let first_start =
-            old.start_time.as_ref().map(|t| t.0).or_else(|| first_pod.and_then(|p| pod::first_start_of(p)));
-        // Status first, then the deadline the pod was launched with: the spec may have been edited before the first
-        // status write locked it, and the deadline must not move with it.
-        let deadline = old
-            .deadline
-            .as_ref()
-            .map(|t| t.0)
-            .or_else(|| first_pod.and_then(|p| pod::deadline_of(p)))
-            .or_else(|| deadline::absolute(&task.spec, first_start));
-        let mut status = old.clone();
+        // The pods' own records of the first launch and the deadline first, then the status (checked).
+        let trust::Trusted { status: trusted, first_start, deadline, events } =
+            trust::check(task, &old, &pods, seen.now);
+        let current = trusted.attempt.max(pods.keys().next_back().copied().unwrap_or(0));
+        let mut status = trusted.clone();
         if let Some(start) = first_start {
             status.start_time.get_or_insert(Time(deadline::whole_second(start)));
             if let Some(d) = deadline {
@@ -151,9 +162,10 @@ impl<'a> Decision<'a> {
             now_s: deadline::whole_second_ceil(seen.now),
             fresh: seen.fresh,
             uid,
-            plan: Plan::default(),
+            plan: Plan { events, ..Plan::default() },
             read_fresh: None,
             old,
+            trusted,
             status,
             pods,
             current,
@@ -472,7 +484,7 @@ impl<'a> Decision<'a> {
         if !quiet_so_far || self.now >= news_at {
             return false;
         }
-        self.status = self.old.clone();
+        self.status = self.trusted.clone();
         self.requeue(news_at);
         true
     }
@@ -704,6 +716,7 @@ impl<'a> Decision<'a> {
         let untouched = PodTaskStatus::default();
         let stale_generation = self.old != untouched && self.old.observed_generation != generation;
         if without_conditions(&self.status) != without_conditions(&self.old) || stale_generation {
+            status::bound(&mut self.status);
             self.status.observed_generation = generation;
             status::set_conditions(&mut self.status, generation, self.now_s);
             self.transition_event();
@@ -743,6 +756,9 @@ impl<'a> Decision<'a> {
 fn spec_problem(task: &PodTask) -> Result<(), String> {
     if let Some(d) = &task.spec.deadline {
         d.timestamp().map_err(|e| format!("spec.deadline {e}"))?;
+    }
+    if let Some(limit) = task.spec.retry.as_ref().and_then(|r| r.limit).filter(|l| *l > MAX_RETRY_LIMIT) {
+        return Err(format!("spec.retry.limit {limit} is above the most podtask allows ({MAX_RETRY_LIMIT})"));
     }
     // The watch cache holds tasks without their template (it is read before a launch): checked when present. A
     // schema rule would cost the API server more than its budget allows for an unbounded container list.

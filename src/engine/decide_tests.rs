@@ -374,10 +374,17 @@ fn the_deadline_is_computed_once_from_the_first_launch_and_never_extended() {
     );
     assert_eq!(pod2.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
     // an operator restarted at T+500 with only persisted facts enforces the same instant
-    let pod2 = pod_at(&task1, 2, t(400), running());
+    let mut pod2 = pod2;
+    pod2.metadata.uid = Some("pod-uid-2".into());
+    pod2.metadata.creation_timestamp = Some(Time(t(400)));
+    pod2.status = Some(serde_json::from_value(running()).unwrap());
     let restarted = cached(&task1, std::slice::from_ref(&pod2), t(500));
     assert_eq!(restarted.status.deadline, Some(Time(t(600))));
-    assert_eq!(restarted.requeue_at, Some(t(568)), "the same instant: deadline minus the pod's grace and the margin");
+    assert_eq!(
+        restarted.requeue_at,
+        Some(t(578)),
+        "the same instant: deadline minus the pod's grace (20s) and the margin"
+    );
 }
 
 #[test]
@@ -1182,4 +1189,230 @@ fn refused_creates_are_paced_by_the_time_waited() {
     for (now, next) in [(15, 30), (100, 150), (1000, 1300), (7200, 7500)] {
         assert_eq!(refused(&waiting, &quota, t(now)).requeue_at, Some(t(next)), "at T+{now}");
     }
+}
+
+// ---- a status edited by someone else ----
+
+/// A task with a 10-minute budget whose attempt 1 launched at T+0 (deadline T+600), its pod in `pod_status`, and
+/// its status as podtask wrote it, then `edit`ed by someone else.
+fn edited(pod_status: serde_json::Value, edit: impl FnOnce(&mut PodTaskStatus)) -> (PodTask, Pod) {
+    let spec = task(json!({"executionTimeout": "10m"}));
+    let mut pod = pod::build(&spec, 1, t(0), Some(t(600)), t(0));
+    pod.metadata.uid = Some("pod-uid-1".into());
+    pod.metadata.creation_timestamp = Some(Time(t(0)));
+    pod.status = Some(serde_json::from_value(pod_status).expect("a pod status"));
+    let mut task = reported(spec, Phase::Running, Reason::Running, t(0));
+    if let Some(s) = task.status.as_mut() {
+        s.deadline = Some(Time(t(600)));
+        edit(s);
+    }
+    (task, pod)
+}
+
+/// podtask's record of attempt 1 (launched at T+0) failing with `reason` at `end`.
+fn attempt_1_ended(reason: Reason, end: Timestamp) -> AttemptRecord {
+    AttemptRecord {
+        attempt: 1,
+        pod_name: P1.into(),
+        start_time: Some(Time(t(0))),
+        end_time: Some(Time(end)),
+        outcome: Outcome::Failed,
+        reason,
+        message: None,
+        exit_code: None,
+        matched_rule: None,
+        stop_requested_time: None,
+        pod_gone_time: None,
+    }
+}
+
+fn corrections(plan: &Decided) -> Vec<&str> {
+    plan.events.iter().filter(|e| e.warning && e.reason == trust::CORRECTED).map(|e| e.note.as_str()).collect()
+}
+
+#[test]
+fn a_status_edit_of_a_fact_the_pods_record_is_corrected_from_the_pods() {
+    type Edit = fn(&mut PodTaskStatus);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "deadline later",
+            |s| s.deadline = Some(Time(ts("2999-01-01T00:00:00Z"))),
+            "status.deadline was 2999-01-01T00:00:00Z; corrected to 2026-01-01T10:10:00Z, from the podtask.dev/deadline annotation of pod job-0f0f0-1",
+        ),
+        (
+            "deadline earlier",
+            |s| s.deadline = Some(Time(t(60))),
+            "status.deadline was 2026-01-01T10:01:00Z; corrected to 2026-01-01T10:10:00Z",
+        ),
+        (
+            "start later",
+            |s| s.start_time = Some(Time(t(3000))),
+            "status.startTime was 2026-01-01T10:50:00Z; corrected to 2026-01-01T10:00:00Z, from the podtask.dev/start-time annotation of pod job-0f0f0-1",
+        ),
+        ("deadline removed", |s| s.deadline = None, ""),
+    ];
+    for (what, edit, note) in cases {
+        let (task, pod) = edited(running_since(t(0)), edit);
+        let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+        assert_eq!(plan.status.deadline, Some(Time(t(600))), "{what}");
+        assert_eq!(plan.status.start_time, Some(Time(t(0))), "{what}");
+        assert_eq!(
+            plan.requeue_at,
+            Some(t(568)),
+            "{what}: the stop is due at the real deadline, less the grace and the margin"
+        );
+        let notes = corrections(&plan);
+        assert_eq!(notes.len(), usize::from(!note.is_empty()), "{what}: {notes:?}");
+        assert!(notes.iter().all(|n| n.starts_with(note)), "{what}: {notes:?}");
+        assert!(plan.delete.is_empty(), "{what}: the pod runs on");
+    }
+}
+
+#[test]
+fn a_deadline_moved_away_still_stops_the_pod_at_the_real_one() {
+    let (task, pod) = edited(running_since(t(0)), |s| s.deadline = Some(Time(ts("2999-01-01T00:00:00Z"))));
+    let plan = fresh(&task, std::slice::from_ref(&pod), t(568));
+    assert_eq!(reason(&plan), Some(Reason::DeadlineExceeded));
+    assert_eq!(plan.status.deadline, Some(Time(t(600))), "reported with the real deadline");
+    assert!(
+        plan.status.message.as_deref().is_some_and(|m| m.contains("2026-01-01T10:10:00Z")),
+        "{:?}",
+        plan.status.message
+    );
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+#[test]
+fn a_terminal_phase_podtask_did_not_record_is_not_believed_while_its_pod_is_there() {
+    for phase in [Phase::Succeeded, Phase::Failed] {
+        let (task, pod) = edited(running_since(t(0)), |s| {
+            s.phase = phase;
+            s.completion_time = Some(Time(t(50)));
+        });
+        let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+        assert_eq!(plan.status.phase, Phase::Running, "{phase:?}: the task follows its running pod");
+        assert_eq!(plan.status.completion_time, None, "{phase:?}");
+        assert!(plan.delete.is_empty(), "{phase:?}: the pod runs on");
+        assert_eq!(plan.requeue_at, Some(t(568)), "{phase:?}: and is stopped at the deadline");
+        let notes = corrections(&plan);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains(&format!("status.phase was {phase:?}")) && notes[0].contains("job-0f0f0-1"),
+            "{notes:?}"
+        );
+        assert!(has_condition(&plan, cond::RECONCILING), "{phase:?}: conditions follow");
+    }
+}
+
+#[test]
+fn the_outcome_comes_from_the_pod_when_the_terminal_phase_was_not_podtasks() {
+    // Succeeded written by someone while the pod ran; the pod then failed: the task fails, the pod is deleted.
+    let (task, pod) = edited(exited("Failed", 3, "boom"), |s| s.phase = Phase::Succeeded);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::PodFailed)));
+    assert_eq!(plan.status.exit_code, Some(3));
+    assert_eq!(deleted(&plan), [P1]);
+    // Failed written by someone while the pod ran; the pod then succeeded.
+    let (task, pod) = edited(exited("Succeeded", 0, ""), |s| s.phase = Phase::Failed);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Succeeded, Some(Reason::Completed)));
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+#[test]
+fn a_terminal_phase_podtask_recorded_is_believed() {
+    let (task, pod) = edited(running_since(t(0)), |s| {
+        s.phase = Phase::Failed;
+        s.reason = Some(Reason::DeadlineExceeded);
+        s.attempts = vec![attempt_1_ended(Reason::DeadlineExceeded, t(570))];
+    });
+    // Its pod is still there (being stopped, say): the task stays Failed, and the pod goes.
+    let plan = cached(&task, std::slice::from_ref(&pod), t(580));
+    assert_eq!(plan.status.phase, Phase::Failed);
+    assert!(corrections(&plan).is_empty());
+    assert_eq!(deleted(&plan), [P1]);
+}
+
+#[test]
+fn without_a_pod_the_status_is_checked_against_the_spec_and_the_clock() {
+    // Between attempts (attempt 1 recorded, its pod deleted), backing off until T+200.
+    let between = |edit: fn(&mut PodTaskStatus)| {
+        let (task, _) = edited(running(), |s| {
+            s.phase = Phase::Pending;
+            s.reason = Some(Reason::BackingOff);
+            s.next_attempt_time = Some(Time(t(200)));
+            s.observed_generation = Some(1);
+            s.attempts = vec![attempt_1_ended(Reason::Evicted, t(100))];
+            edit(s);
+        });
+        cached(&task, &[], t(150))
+    };
+    let later = between(|s| s.deadline = Some(Time(ts("2999-01-01T00:00:00Z"))));
+    assert_eq!(later.status.deadline, Some(Time(t(600))), "never later than the spec allows from the first launch");
+    assert_eq!(corrections(&later).len(), 1);
+    let earlier = between(|s| s.deadline = Some(Time(t(300))));
+    assert_eq!(earlier.status.deadline, Some(Time(t(300))), "an earlier deadline only ends the task sooner");
+    assert!(corrections(&earlier).is_empty());
+    let launched_later = between(|s| s.start_time = Some(Time(t(120))));
+    assert_eq!(launched_later.status.deadline, Some(Time(t(600))), "a later start never moves the deadline");
+    let future = between(|s| s.start_time = Some(Time(ts("2999-01-01T00:00:00Z"))));
+    assert_eq!(future.status.start_time, Some(Time(t(150))), "a first launch cannot be later than now");
+    assert_eq!(future.status.deadline, Some(Time(t(600))));
+    let untouched = between(|_| {});
+    assert!(!untouched.writes_status && corrections(&untouched).is_empty(), "podtask's own status is left alone");
+}
+
+#[test]
+fn before_the_first_launch_a_status_deadline_is_not_believed() {
+    let task = with_status(
+        task(json!({"executionTimeout": "10m"})),
+        PodTaskStatus { deadline: Some(Time(ts("2999-01-01T00:00:00Z"))), ..Default::default() },
+    );
+    let plan = fresh(&task, &[], t(100));
+    let pod = plan.create.as_ref().expect("the first attempt launches");
+    assert_eq!(pod.metadata.annotations.as_ref().unwrap()[naming::ANNOTATION_DEADLINE], t(700).to_string());
+    assert_eq!(plan.status.deadline, Some(Time(t(700))), "the budget from this launch");
+    assert_eq!(corrections(&plan).len(), 1);
+}
+
+#[test]
+fn an_attempt_number_beyond_any_podtask_makes_goes_back_to_what_its_pods_show() {
+    // Only an older, looser schema lets such a value through; the cost of deciding never depends on it.
+    let (task, pod) = edited(running_since(t(0)), |s| s.attempt = i32::MAX as u32);
+    let before = naming::NAMES_BUILT.with(std::cell::Cell::get);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+    assert!(naming::NAMES_BUILT.with(std::cell::Cell::get) - before <= 3, "a few pod names, not one per attempt");
+    assert_eq!(plan.status.attempt, 1);
+    assert_eq!(plan.status.phase, Phase::Running);
+    assert!(plan.delete.is_empty(), "the running pod is the current attempt's");
+    assert_eq!(corrections(&plan).len(), 1);
+}
+
+#[test]
+fn an_attempt_number_the_pods_and_history_do_not_support_goes_back() {
+    // Within the schema's bounds, but never written by podtask: the running pod is attempt 1's, and stays.
+    let (task, pod) = edited(running_since(t(0)), |s| s.attempt = 202);
+    let plan = cached(&task, std::slice::from_ref(&pod), t(100));
+    assert_eq!((plan.status.attempt, plan.status.phase), (1, Phase::Running));
+    assert!(plan.delete.is_empty());
+    assert!(corrections(&plan)[0].starts_with("status.attempt was 202"), "{:?}", corrections(&plan));
+    // One past the last recorded attempt, its pod gone: podtask's own (its pod was deleted by someone else).
+    let (task, _) = edited(running(), |s| s.attempt = 1);
+    let plan = fresh(&task, &[], t(100));
+    assert!(corrections(&plan).is_empty());
+    assert_eq!(plan.status.attempts.first().map(|a| a.reason), Some(Reason::PodLost));
+}
+
+#[test]
+fn a_pod_that_podtask_did_not_name_is_not_an_attempt() {
+    let task = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let mut impostor = pod_at(&task, 1, t(0), running());
+    impostor.metadata.name = Some("someone-elses".into());
+    if let Some(labels) = impostor.metadata.labels.as_mut() {
+        labels.insert(naming::LABEL_ATTEMPT.into(), "7".into());
+    }
+    let plan = fresh(&task, &[impostor], t(10));
+    assert_eq!(plan.status.attempt, 1, "attempt 7 is not believed from a pod podtask did not name");
+    let ended: Vec<_> = plan.status.attempts.iter().map(|a| (a.attempt, a.reason)).collect();
+    assert_eq!(ended, [(1, Reason::PodLost)], "attempt 1's pod is gone");
 }

@@ -15,6 +15,7 @@ pub mod retry;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod trust;
 
 use std::time::Duration as StdDuration;
 

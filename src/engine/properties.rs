@@ -1,6 +1,8 @@
 //! Property tests of `decide`: random sequences of what the world does (pod phases, waiting reasons, deletions by
 //! others, a status that lags behind the pods, lost writes, clock jumps) never yield two live pods for a task,
-//! never move a deadline, never start an attempt after the deadline, and never leave a terminal phase.
+//! never move a deadline, never start an attempt after the deadline, and never leave a terminal phase. And
+//! whatever a status says (any attempt number, phase, history or times), a decision costs what the task's pods
+//! cost.
 
 use std::collections::BTreeMap;
 
@@ -179,6 +181,76 @@ proptest! {
                 prop_assert!(status.phase.is_terminal(), "a terminal phase was left: {:?}", status.phase);
             }
             terminal_seen |= status.phase.is_terminal();
+        }
+    }
+}
+
+/// A status as anyone may have written it: any attempt number, any phase, a history with any attempt numbers, and
+/// times anywhere.
+fn any_status() -> impl Strategy<Value = crate::crd::PodTaskStatus> {
+    use crate::crd::{AttemptRecord, Outcome, Phase, PodTaskStatus, Reason};
+    let phase = prop_oneof![
+        Just(Phase::Pending),
+        Just(Phase::Starting),
+        Just(Phase::Running),
+        Just(Phase::Succeeded),
+        Just(Phase::Failed)
+    ];
+    let time = prop::option::of((-400_000_000i64..400_000_000i64).prop_map(|s| Time(after(t(0), s))));
+    let record = (any::<u32>(), time.clone()).prop_map(|(attempt, end_time)| AttemptRecord {
+        attempt,
+        pod_name: format!("p-{attempt}"),
+        start_time: None,
+        end_time,
+        outcome: Outcome::Failed,
+        reason: Reason::PodLost,
+        message: None,
+        exit_code: None,
+        matched_rule: None,
+        stop_requested_time: None,
+        pod_gone_time: None,
+    });
+    let attempt = prop_oneof![Just(u32::MAX), Just(i32::MAX as u32), any::<u32>(), 0..5u32];
+    (attempt, phase, prop::collection::vec(record, 0..25), time.clone(), time.clone(), time, any::<u32>()).prop_map(
+        |(attempt, phase, attempts, start_time, deadline, next_attempt_time, uncounted_attempts)| PodTaskStatus {
+            phase,
+            attempt,
+            attempts,
+            start_time,
+            deadline,
+            next_attempt_time,
+            uncounted_attempts,
+            pod_name: Some("anything".into()),
+            ..PodTaskStatus::default()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// The engine builds a pod name per pod it sees, and a few more (the pod it expects, the next one), never one
+    /// per attempt number: counted, not timed.
+    #[test]
+    fn a_decisions_cost_does_not_grow_with_status_values(
+        status in any_status(),
+        pods in 0..4u32,
+        fresh in any::<bool>(),
+        now in 0..10_000u64,
+    ) {
+        let task = with_status(task(json!({"executionTimeout": "10m"})), status);
+        let pods: Vec<_> = (1..=pods).map(|attempt| pod_at(&task, attempt, t(0), running())).collect();
+        let before = super::naming::NAMES_BUILT.with(std::cell::Cell::get);
+        let observed = Observed { pods: &pods, now: t(now), fresh, create_refused: None };
+        let next = decide(&task, observed, &cfg());
+        let built = super::naming::NAMES_BUILT.with(std::cell::Cell::get) - before;
+        prop_assert!(built <= pods.len() + 3, "{built} pod names built for {} pods", pods.len());
+        if let Next::Act(plan) = next
+            && let Some(s) = plan.status
+        {
+            // What podtask writes stays within the schema's bounds, whatever it read.
+            prop_assert!(s.attempts.len() <= super::status::HISTORY_LIMIT);
+            prop_assert!(s.attempt <= super::status::MAX_ATTEMPTS.max(pods.len() as u32 + 1), "attempt {}", s.attempt);
         }
     }
 }

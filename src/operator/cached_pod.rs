@@ -243,6 +243,11 @@ impl From<&WatchedPod> for CachedPod {
 }
 
 impl CachedPod {
+    /// The UID of the owner that controls the pod.
+    pub fn controller(&self) -> Option<&str> {
+        self.controller.as_deref()
+    }
+
     pub fn is_running(&self) -> bool {
         self.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
     }

@@ -207,26 +207,23 @@ impl Context {
         (self.clock)()
     }
 
-    /// The task's pods in the watch cache, looked up by their deterministic names (attempt 1 up to one past the
-    /// newest the status knows: a pod created just before a status write that never happened) rather than by
-    /// scanning the whole cache; a pod podtask created moments ago as its create showed it, until the cache does.
+    /// The task's pods: those the watch cache holds (found by owner, at the cost of the task's own pods whatever its
+    /// status says), and a pod podtask created moments ago as its create showed it, until the cache does (the
+    /// current attempt's, or the next one's: created just before a status write).
     pub fn pods_of(&self, task: &PodTask) -> Vec<Pod> {
         let (ns, name, uid) = (task.namespace().unwrap_or_default(), task.name_any(), task.uid().unwrap_or_default());
-        let newest = task.status.as_ref().map_or(0, |s| s.attempt) + 1;
-        (1..=newest)
-            .filter_map(|attempt| {
-                let pod_name = naming::pod_name(&name, &uid, attempt);
-                let key = format!("{ns}/{pod_name}");
-                let cached = match self.pods.get(&ns, &pod_name) {
-                    Some(cached) => {
-                        self.just_created.seen(&key);
-                        Some(cached)
-                    }
-                    None => self.just_created.get(&key),
-                };
-                cached.map(|p| p.to_pod(&ns, &pod_name))
-            })
-            .filter(|p| is_owned_by(p, &uid))
-            .collect()
+        let mut pods: Vec<Pod> =
+            self.pods.owned_by(&ns, &uid).iter().map(|(pod_name, p)| p.to_pod(&ns, pod_name)).collect();
+        let attempt = task.status.as_ref().map_or(0, |s| s.attempt);
+        for attempt in [attempt, attempt.saturating_add(1)].into_iter().filter(|a| *a > 0) {
+            let pod_name = naming::pod_name(&name, &uid, attempt);
+            let key = format!("{ns}/{pod_name}");
+            if pods.iter().any(|p| p.metadata.name.as_deref() == Some(pod_name.as_str())) {
+                self.just_created.seen(&key);
+            } else if let Some(created) = self.just_created.get(&key) {
+                pods.extend(Some(created.to_pod(&ns, &pod_name)).filter(|p| is_owned_by(p, &uid)));
+            }
+        }
+        pods
     }
 }

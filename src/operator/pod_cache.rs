@@ -4,9 +4,13 @@
 //! copy each object's name, namespace, uid and resourceVersion once more: here a pod costs its `CachedPod` and its
 //! name, once. It follows the watch as the reflector does: a relist is gathered apart and replaces the cache once
 //! complete, so a reconcile never sees a half-listed cache.
+//!
+//! A task's pods are found through a small index by owner (the task's UID), kept with the pods it points to, so a
+//! reconcile costs what the task's own pods cost, whatever its status says.
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     sync::{Arc, Mutex, RwLock},
 };
 
@@ -22,35 +26,86 @@ pub struct PodCache {
     relist: Mutex<Option<Pods>>,
 }
 
-/// Pods by namespace, then name.
+/// Pods by namespace, then name; and the names of each owner's pods.
 #[derive(Default)]
-struct Pods(HashMap<Box<str>, HashMap<Box<str>, Arc<CachedPod>>>);
+struct Pods {
+    by_name: HashMap<Box<str>, HashMap<Arc<str>, Arc<CachedPod>>>,
+    /// The names of the pods each controlling owner has, by a hash of its namespace and UID: eight bytes per owner
+    /// instead of its UID, and each name shared with `by_name`. A lookup checks each pod's owner, so two owners
+    /// whose hashes collide only share a list.
+    by_owner: HashMap<u64, Box<[Arc<str>]>>,
+    hasher: RandomState,
+}
 
 impl Pods {
     fn insert(&mut self, namespace: &str, name: &str, pod: Arc<CachedPod>) {
-        match self.0.get_mut(namespace) {
-            Some(pods) => {
-                pods.insert(name.into(), pod);
+        let owner = pod.controller().map(|uid| self.hasher.hash_one((namespace, uid)));
+        let pods = match self.by_name.get_mut(namespace) {
+            Some(pods) => pods,
+            None => self.by_name.entry(namespace.into()).or_default(),
+        };
+        if let Some((key, cached)) = pods.get_key_value(name) {
+            let before = cached.controller().map(|uid| self.hasher.hash_one((namespace, uid)));
+            let key = key.clone();
+            pods.insert(key.clone(), pod);
+            if before != owner {
+                unindex(&mut self.by_owner, before, &key);
+                index(&mut self.by_owner, owner, key);
             }
-            None => {
-                self.0.insert(namespace.into(), HashMap::from([(name.into(), pod)]));
-            }
+            return;
         }
+        let key: Arc<str> = name.into();
+        pods.insert(key.clone(), pod);
+        index(&mut self.by_owner, owner, key);
     }
 
     /// Removes the pod; the memory of a namespace's table goes with its pods (a table never shrinks by itself).
     fn remove(&mut self, namespace: &str, name: &str) {
-        let Some(pods) = self.0.get_mut(namespace) else { return };
-        pods.remove(name);
+        let Some(pods) = self.by_name.get_mut(namespace) else { return };
+        if let Some((key, pod)) = pods.remove_entry(name) {
+            let owner = pod.controller().map(|uid| self.hasher.hash_one((namespace, uid)));
+            unindex(&mut self.by_owner, owner, &key);
+        }
         if pods.is_empty() {
-            self.0.remove(namespace);
+            self.by_name.remove(namespace);
         } else if pods.capacity() > 64 && pods.len() < pods.capacity() / 4 {
             pods.shrink_to_fit();
+        }
+        if self.by_owner.capacity() > 64 && self.by_owner.len() < self.by_owner.capacity() / 4 {
+            self.by_owner.shrink_to_fit();
         }
     }
 
     fn get(&self, namespace: &str, name: &str) -> Option<&Arc<CachedPod>> {
-        self.0.get(namespace)?.get(name)
+        self.by_name.get(namespace)?.get(name)
+    }
+
+    /// The pods of `namespace` whose controlling owner has this UID.
+    fn owned_by(&self, namespace: &str, uid: &str) -> Vec<(Arc<str>, Arc<CachedPod>)> {
+        let Some(names) = self.by_owner.get(&self.hasher.hash_one((namespace, uid))) else { return vec![] };
+        let Some(pods) = self.by_name.get(namespace) else { return vec![] };
+        names
+            .iter()
+            .filter_map(|name| pods.get_key_value(name))
+            .filter(|(_, pod)| pod.controller() == Some(uid))
+            .map(|(name, pod)| (name.clone(), pod.clone()))
+            .collect()
+    }
+}
+
+fn index(by_owner: &mut HashMap<u64, Box<[Arc<str>]>>, owner: Option<u64>, name: Arc<str>) {
+    let Some(owner) = owner else { return };
+    let names = by_owner.entry(owner).or_default();
+    *names = names.iter().cloned().chain([name]).collect();
+}
+
+fn unindex(by_owner: &mut HashMap<u64, Box<[Arc<str>]>>, owner: Option<u64>, name: &Arc<str>) {
+    let Some(owner) = owner else { return };
+    let Some(names) = by_owner.get_mut(&owner) else { return };
+    if names.len() <= 1 {
+        by_owner.remove(&owner);
+    } else {
+        *names = names.iter().filter(|n| !Arc::ptr_eq(n, name)).cloned().collect();
     }
 }
 
@@ -59,16 +114,15 @@ impl PodCache {
         self.live.read().expect("pod cache lock").get(namespace, name).cloned()
     }
 
-    /// Every pod of one namespace, with its name.
-    pub fn in_namespace(&self, namespace: &str) -> Vec<(String, Arc<CachedPod>)> {
-        let live = self.live.read().expect("pod cache lock");
-        let pods = live.0.get(namespace).into_iter().flatten();
-        pods.map(|(name, pod)| (name.to_string(), pod.clone())).collect()
+    /// The pods of `namespace` that the owner with this UID controls (a task's pods), with their names: found
+    /// through the owner index, at the cost of those pods alone.
+    pub fn owned_by(&self, namespace: &str, uid: &str) -> Vec<(Arc<str>, Arc<CachedPod>)> {
+        self.live.read().expect("pod cache lock").owned_by(namespace, uid)
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.live.read().expect("pod cache lock").0.values().map(HashMap::len).sum()
+        self.live.read().expect("pod cache lock").by_name.values().map(HashMap::len).sum()
     }
 
     /// One event of the pod watch, seen at `now`.
@@ -168,7 +222,8 @@ mod tests {
 
         cache.apply(&Event::Delete(pod("b", "Running")), now);
         assert_eq!(cache.len(), 0);
-        assert!(cache.live.read().unwrap().0.is_empty(), "an empty namespace's table goes too");
+        assert!(cache.live.read().unwrap().by_name.is_empty(), "an empty namespace's table goes too");
+        assert!(cache.live.read().unwrap().by_owner.is_empty(), "and the owner index's entries");
     }
 
     /// The pod the engine reads back from the cache has every field the cache keeps, under its key.
@@ -189,7 +244,53 @@ mod tests {
         assert_eq!(crate::engine::pod::attempt_of(&read), Some(2));
         assert!(crate::engine::pod::is_owned_by(&read, "task-uid"));
         assert!(!crate::engine::pod::is_owned_by(&read, "other"), "only the controlling owner is kept");
-        assert!(cache.in_namespace("ns").iter().any(|(name, _)| name == "t-1"));
-        assert!(cache.in_namespace("elsewhere").is_empty());
+        assert!(cache.owned_by("ns", "task-uid").iter().any(|(name, _)| &**name == "t-1"));
+        assert!(cache.owned_by("elsewhere", "task-uid").is_empty());
+        assert!(cache.owned_by("ns", "other").is_empty());
+    }
+
+    fn owned(name: &str, owner: Option<&str>) -> WatchedPod {
+        let owners: Vec<serde_json::Value> = owner
+            .into_iter()
+            .map(|uid| serde_json::json!({"apiVersion": "podtask.dev/v1alpha1", "kind": "PodTask", "name": "t", "uid": uid, "controller": true}))
+            .collect();
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"), "ownerReferences": owners},
+            "status": {"phase": "Running"}}))
+        .expect("a pod");
+        super::super::cached_pod::watched(&pod)
+    }
+
+    fn names(cache: &PodCache, uid: &str) -> Vec<String> {
+        let mut names: Vec<String> = cache.owned_by("ns", uid).into_iter().map(|(n, _)| n.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// The owner index follows every change of the pods it points to: new pods, updates, a pod whose owner
+    /// changes, deletions, and a relist (which rebuilds it with the pods).
+    #[test]
+    fn a_tasks_pods_are_found_by_owner() {
+        let now = at("2026-01-01T10:00:00Z");
+        let cache = PodCache::default();
+        for (name, owner) in [("a-1", "A"), ("a-2", "A"), ("b-1", "B")] {
+            cache.apply(&Event::Apply(owned(name, Some(owner))), now);
+        }
+        cache.apply(&Event::Apply(owned("orphan", None)), now);
+        assert_eq!(names(&cache, "A"), ["a-1", "a-2"]);
+        assert_eq!(names(&cache, "B"), ["b-1"]);
+        cache.apply(&Event::Apply(owned("a-2", Some("A"))), now);
+        assert_eq!(names(&cache, "A"), ["a-1", "a-2"], "an update is not a second entry");
+        cache.apply(&Event::Apply(owned("a-2", Some("B"))), now);
+        assert_eq!((names(&cache, "A"), names(&cache, "B")), (vec!["a-1".into()], vec!["a-2".into(), "b-1".into()]));
+        cache.apply(&Event::Delete(owned("a-1", Some("A"))), now);
+        assert!(names(&cache, "A").is_empty());
+        cache.apply(&Event::Init, now);
+        cache.apply(&Event::InitApply(owned("a-3", Some("A"))), now);
+        assert_eq!(names(&cache, "B"), ["a-2", "b-1"], "the old index until the relist is complete");
+        cache.apply(&Event::InitDone, now);
+        assert_eq!((names(&cache, "A"), names(&cache, "B")), (vec!["a-3".into()], vec![]));
+        cache.apply(&Event::Delete(owned("a-3", Some("A"))), now);
+        assert!(cache.live.read().unwrap().by_owner.is_empty());
     }
 }

@@ -93,9 +93,9 @@ pub fn error_policy(object: Arc<Watched>, error: &Error, ctx: Arc<Context>) -> A
     }
 }
 
-/// A PodTask the API server accepted but podtask cannot read (possible under an older, looser CRD, or with a
-/// hand-edited status): fail it with InvalidSpec naming the problem, stop its running pods, and carry on with
-/// every other task.
+/// A PodTask the API server accepted but podtask cannot read (possible under an older, looser CRD, or through the
+/// pod template's metadata, which the schema leaves loose): fail it with InvalidSpec naming the problem, stop its
+/// running pods, and carry on with every other task.
 async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
     let meta = &invalid.metadata;
     let (ns, name) = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
@@ -114,7 +114,8 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
             && s["observedGeneration"] == json!(meta.generation)
     });
     if !already {
-        let now = ctx.now().to_string();
+        // As every time in a status: whole seconds, UTC (what the schema admits).
+        let now = json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ctx.now()));
         let condition = |type_: &str| {
             json!({"type": type_, "status": "True", "reason": "InvalidSpec", "message": message,
                    "observedGeneration": meta.generation, "lastTransitionTime": now})
@@ -160,8 +161,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     // Its pods must not run on unsupervised.
     let uid = meta.uid.clone().unwrap_or_default();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let ours = ctx.pods.in_namespace(&ns).into_iter().map(|(name, p)| p.to_pod(&ns, &name));
-    for pod in ours.filter(|p| is_owned_by(p, &uid)) {
+    for pod in ctx.pods.owned_by(&ns, &uid).into_iter().map(|(name, p)| p.to_pod(&ns, &name)) {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
             delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;

@@ -400,6 +400,28 @@ async fn a_pod_just_created_is_not_read_again_while_the_cache_catches_up() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// A status whose attempt number is far beyond any podtask writes (possible only under an older, looser schema):
+/// the reconcile costs what the task's one pod costs (found in the cache by its owner, not by walking attempt
+/// numbers), corrects the number, and leaves the running pod alone.
+#[tokio::test]
+async fn a_huge_attempt_number_costs_no_more_than_the_pods_and_is_corrected() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let mut task = reported(task, std::slice::from_ref(&pod), t(10));
+    if let Some(s) = task.status.as_mut() {
+        s.attempt = u32::MAX;
+    }
+    let (result, events) = reconcile_against(task, vec![pod], t(20), |mut api| async move {
+        let put = api.expect(Method::PUT, STATUS).await;
+        assert_eq!(put.body["status"]["attempt"], 1, "corrected to the attempt its pod shows");
+        put.echo();
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+    assert!(events.iter().any(|r| r == engine::trust::CORRECTED), "{events:?}");
+}
+
 /// At the deadline, the status write loses a race with a newer version of the task: the pod is not deleted on a
 /// view the API server called stale (its end would go unrecorded, and the next look would find it lost), and the
 /// deadline is not left to a later reconcile either: the task is read fresh, and decided on again at once.

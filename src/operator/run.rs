@@ -29,7 +29,10 @@ const DEFAULTS: engine::Config = engine::Config::DEFAULT;
 /// How long the API server may take to answer the first request before `podtask run` gives up.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long in-flight reconciles may take to finish after SIGTERM before the process exits anyway.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// How much longer the signal thread gives the runtime before it ends the process itself (all the runtime's
+/// workers busy, say, so that not even its timers run).
+const EXIT_MARGIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Settings of `podtask run`. Every flag can also be set through the environment variable shown.
 #[derive(Args, Debug, Clone)]
@@ -127,6 +130,7 @@ impl RunArgs {
 
 pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     telemetry::init(args.log_format, &args.log_level).map_err(StartupError::Config)?;
+    let signalled = watch_signals()?;
     let scopes = args.scopes();
     let lease_ns = match (args.leader_elect, &args.lease_namespace) {
         (true, None) => {
@@ -179,9 +183,10 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
             identity: identity.clone(),
             duration: args.lease_duration.as_std(),
         };
+        let mut signal = signalled.clone();
         let held = tokio::select! {
             held = leader::acquire(client.clone(), &lease) => held?,
-            _ = shutdown_signal() => { info!("shutting down before becoming leader"); return Ok(()); }
+            _ = signal.wait_for(|s| *s) => { info!("shutting down before becoming leader"); return Ok(()); }
         };
         let _ = ready_tx.send(false);
         tokio::spawn(leader::exit_when_lost(held, client.clone(), lease));
@@ -225,8 +230,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         }
         let _ = ready_tx.send(true);
     });
+    let mut signal = signalled;
     let stopping = async move {
-        shutdown_signal().await;
+        let _ = signal.wait_for(|s| *s).await;
         info!("signal received: finishing in-flight reconciles, then exiting");
         let _ = stop_tx.send(true);
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -241,6 +247,31 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
 /// A task's phase for the gauge; a task podtask cannot read counts as Failed (its status says InvalidSpec).
 fn phase_of(t: Option<&crate::crd::PodTask>) -> crate::crd::Phase {
     t.map_or(crate::crd::Phase::Failed, |t| t.status.as_ref().map(|s| s.phase).unwrap_or_default())
+}
+
+/// Waits for SIGTERM (or Ctrl-C) on a thread of its own, with a runtime of its own, so that nothing the operator's
+/// workers do can keep it from hearing the signal: the receiver turns true then, and the process ends
+/// `SHUTDOWN_GRACE` + `EXIT_MARGIN` later if it has not ended by itself (`run` gives up on in-flight work after
+/// `SHUTDOWN_GRACE`).
+fn watch_signals() -> Result<watch::Receiver<bool>, StartupError> {
+    let (tx, rx) = watch::channel(false);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartupError::Other(format!("cannot start the signal thread's runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("podtask-signals".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                shutdown_signal().await;
+                let _ = tx.send(true);
+                tokio::time::sleep(SHUTDOWN_GRACE + EXIT_MARGIN).await;
+            });
+            error!("still running {:?} after the signal: exiting now", SHUTDOWN_GRACE + EXIT_MARGIN);
+            std::process::exit(1);
+        })
+        .map_err(|e| StartupError::Other(format!("cannot start the signal thread: {e}")))?;
+    Ok(rx)
 }
 
 async fn shutdown_signal() {

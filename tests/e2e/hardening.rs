@@ -146,10 +146,11 @@ async fn the_largest_budget_runs_with_a_capped_backstop() {
     assert_eq!(pod.grace_seconds, Some(30), "the default grace fits such a budget");
 }
 
-/// A PodTask podtask cannot read (here: a hand-edited status with a time beyond what podtask can represent)
-/// fails on its own with InvalidSpec naming the field; the other tasks run; the operator restarted with it in
-/// scope is ready and reconciles new tasks; SIGTERM ends the process within seconds; and the logs carry no pod
-/// template or env value.
+/// A PodTask podtask cannot read (here: a pod template whose metadata has a creationTimestamp that is no time,
+/// which the schema lets through as the API server ignores it for a pod) fails on its own with InvalidSpec naming
+/// the field; the other tasks run; the operator restarted with it in scope is ready and reconciles new tasks;
+/// SIGTERM ends the process within seconds; and the logs carry no pod template or env value. (A status can no
+/// longer hold what podtask cannot read: the schema bounds it, see `status_edits`.)
 #[tokio::test]
 async fn an_unreadable_task_never_stops_the_others() {
     let mut env = Env::start("an_unreadable_task_never_stops_the_others").await;
@@ -157,14 +158,12 @@ async fn an_unreadable_task_never_stops_the_others() {
     let mut with_env = template("run-forever", &[]);
     with_env["spec"]["containers"][0]["env"] = json!([{"name": "TOKEN", "value": SECRET}]);
     env.create("neighbour", json!({"template": with_env, "executionTimeout": "10m"})).await;
-    env.create("broken", json!({"template": template("run-forever", &[]), "executionTimeout": "10m"})).await;
-    env.wait_task("broken", "running", Duration::from_secs(20), |t| phase(t) == Phase::Running).await;
-
-    // Accepted by the API server (a valid date-time), beyond the range of times podtask (jiff) can hold.
+    let mut unreadable = template("run-forever", &[]);
+    unreadable["metadata"]["creationTimestamp"] = json!("yesterday");
+    env.create_raw("broken", json!({"template": unreadable, "executionTimeout": "10m"})).await;
+    env.wait_task("neighbour", "running", Duration::from_secs(20), |t| phase(t) == Phase::Running).await;
     let api: Api<DynamicObject> =
         Api::namespaced_with(env.client.clone(), &env.ns, &ApiResource::erase::<PodTask>(&()));
-    let patch = json!({"status": {"deadline": "9999-12-31T23:59:59+14:00"}});
-    api.patch_status("broken", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("the server accepts it");
 
     let reported = wait_for("broken reported InvalidSpec", Duration::from_secs(20), async || {
         let o = api.get("broken").await.ok()?;
@@ -173,7 +172,7 @@ async fn an_unreadable_task_never_stops_the_others() {
     .await;
     let message = reported.data["status"]["message"].as_str().unwrap_or_default().to_owned();
     println!("unreadable task: {message}");
-    assert!(message.contains("status.deadline"), "names the field: {message}");
+    assert!(message.contains("spec.template.metadata.creationTimestamp"), "names the field: {message}");
     assert_eq!(reported.data["status"]["phase"], "Failed");
     assert!(env.event_reasons("broken").await.iter().any(|r| r == "InvalidSpec"));
     env.wait_no_pods("broken", Duration::from_secs(20)).await;
@@ -250,5 +249,160 @@ impl Env {
         }))
         .expect("a DynamicObject");
         api.create(&PostParams::default(), &object).await.unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+}
+
+mod status_edits {
+    //! podtask's own records, edited by someone else through `podtasks/status` (as `kubectl edit
+    //! --subresource=status`, a restored backup or another controller would): the schema refuses what podtask would
+    //! never write, and what it accepts is checked against podtask's own records, corrected with a Warning Event, and
+    //! never stalls the operator. Each edit has a canary task running beside it; the operator's CPU over the next 30 s
+    //! is measured, and SIGTERM still ends it within its bound.
+
+    use std::time::Instant;
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use kube::ResourceExt;
+
+    use super::*;
+
+    /// The edited task (`name`, running its first pod) and a canary without a deadline, both running.
+    async fn running_beside_a_canary(test: &str, name: &str, execution_timeout: &str) -> Env {
+        let env = Env::start(test).await;
+        env.create("canary", json!({"template": template("run-forever", &[])})).await;
+        env.create(name, json!({"template": template("run-forever", &[]), "executionTimeout": execution_timeout}))
+            .await;
+        for task in ["canary", name] {
+            env.wait_task(task, "running", Duration::from_secs(20), |t| phase(t) == Phase::Running).await;
+        }
+        env
+    }
+
+    /// A merge patch of the task's status, as `kubectl patch --subresource=status --type=merge` sends it.
+    async fn patch_status(env: &Env, name: &str, status: Value) -> Result<(), String> {
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(env.client.clone(), &env.ns, &ApiResource::erase::<PodTask>(&()));
+        let patch = json!({ "status": status });
+        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) => Err(format!("{} {}", s.code, s.message)),
+            Err(e) => panic!("patch the status of {name}: {e}"),
+        }
+    }
+
+    fn time(t: &Time) -> String {
+        serde_json::to_value(t).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// Wait for podtask's Warning Event about the correction of `field`; returns its note.
+    async fn correction(env: &Env, name: &str, field: &str) -> String {
+        wait_for(&format!("a StatusCorrected event about {field}"), Duration::from_secs(20), async || {
+            let events = env.events_of(name).await;
+            events
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("StatusCorrected") && e.type_.as_deref() == Some("Warning"))
+                .filter_map(|e| e.note)
+                .find(|note| note.starts_with(&format!("status.{field} was")))
+        })
+        .await
+    }
+
+    /// After the edit at `edited` (the operator's CPU then: `cpu_at_edit`): the operator's CPU over 30 s from the
+    /// edit, the canary still running its first pod, and SIGTERM → exit within the bound.
+    async fn quiet_and_stoppable(env: &mut Env, what: &str, edited: Instant, cpu_at_edit: f64) {
+        let window = Duration::from_secs(30);
+        tokio::time::sleep(window.saturating_sub(edited.elapsed())).await;
+        let (used, elapsed) = (env.operator.cpu_seconds() - cpu_at_edit, edited.elapsed().as_secs_f64());
+        println!(
+            "MEASURE status edit ({what}): operator CPU {used:.2} s over the {elapsed:.0} s after the edit ({:.3} \
+             core-seconds per second)",
+            used / elapsed
+        );
+        // A bound that cannot flake: a worker spinning on the task would use a whole core.
+        assert!(used / elapsed < 0.5, "the operator used {used:.1} s of CPU in {elapsed:.0} s after the edit");
+        let canary = env.task("canary").await;
+        assert_eq!((phase(&canary), status(&canary).attempt), (Phase::Running, 1), "{}", yaml(&canary));
+        let pods = env.pods_of("canary").await;
+        assert_eq!(pods.len(), 1, "the canary's first pod runs on");
+        assert_eq!(pods[0].status.as_ref().and_then(|s| s.phase.as_deref()), Some("Running"));
+        let stopped = env.operator.terminate(Duration::from_secs(10));
+        println!("MEASURE status edit ({what}): SIGTERM to exit {} ms", stopped.as_millis());
+    }
+
+    /// An attempt number podtask never reaches is refused by the schema; one within it that podtask's pods and
+    /// history do not support is corrected, and the running pod runs on.
+    #[tokio::test]
+    async fn an_attempt_number_never_stalls_the_operator() {
+        let mut env = running_beside_a_canary("an_attempt_number_never_stalls_the_operator", "edited", "10m").await;
+        let pod_uid = env.pods_of("edited").await[0].uid();
+        let (edited, cpu) = (Instant::now(), env.operator.cpu_seconds());
+        let refused = patch_status(&env, "edited", json!({"attempt": 2147483647})).await;
+        println!("attempt 2147483647: {refused:?}");
+        assert!(refused.as_ref().is_err_and(|m| m.starts_with("422") && m.contains("status.attempt")), "{refused:?}");
+        patch_status(&env, "edited", json!({"attempt": 202})).await.expect("202 is within the schema");
+        let note = correction(&env, "edited", "attempt").await;
+        println!("correction: {note}");
+        let task =
+            env.wait_task("edited", "back at attempt 1", Duration::from_secs(20), |t| status(t).attempt == 1).await;
+        assert_eq!(phase(&task), Phase::Running, "{}", yaml(&task));
+        assert_eq!(env.pods_of("edited").await.iter().map(|p| p.uid()).collect::<Vec<_>>(), [pod_uid], "untouched");
+        quiet_and_stoppable(&mut env, "attempt", edited, cpu).await;
+    }
+
+    /// A terminal phase written while the pod runs is not believed: the task follows its pod, which the rules still
+    /// end (here: at the deadline) and delete, and the outcome comes from the pod.
+    #[tokio::test]
+    async fn a_terminal_phase_podtask_did_not_write_is_not_believed() {
+        let mut env =
+            running_beside_a_canary("a_terminal_phase_podtask_did_not_write_is_not_believed", "edited", "25s").await;
+        let (edited, cpu) = (Instant::now(), env.operator.cpu_seconds());
+        patch_status(&env, "edited", json!({"phase": "Succeeded"})).await.expect("the server accepts it");
+        let note = correction(&env, "edited", "phase").await;
+        println!("correction: {note}");
+        assert!(note.contains("Succeeded") && note.contains("still there"), "{note}");
+        let task = env.wait_finished("edited", Duration::from_secs(40)).await;
+        assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
+        assert_eq!(history(&task), [(1, "DeadlineExceeded".to_owned())]);
+        env.wait_no_pods("edited", Duration::from_secs(20)).await;
+        quiet_and_stoppable(&mut env, "phase", edited, cpu).await;
+    }
+
+    /// A deadline moved to 2999 is corrected from the pod's annotation at once, and the task ends at the real one,
+    /// reporting it.
+    #[tokio::test]
+    async fn a_moved_deadline_is_corrected_from_the_pod() {
+        let mut env = running_beside_a_canary("a_moved_deadline_is_corrected_from_the_pod", "edited", "25s").await;
+        let deadline = status(&env.task("edited").await).deadline.expect("a deadline");
+        let (edited, cpu) = (Instant::now(), env.operator.cpu_seconds());
+        let beyond = patch_status(&env, "edited", json!({"deadline": "9999-12-31T23:59:59+14:00"})).await;
+        assert!(beyond.as_ref().is_err_and(|m| m.contains("status.deadline")), "beyond what podtask reads: {beyond:?}");
+        patch_status(&env, "edited", json!({"deadline": "2999-01-01T00:00:00Z"})).await.expect("accepted");
+        let note = correction(&env, "edited", "deadline").await;
+        println!("correction: {note}");
+        assert!(note.contains("2999-01-01T00:00:00Z") && note.contains(&time(&deadline)), "{note}");
+        let task = env.wait_finished("edited", Duration::from_secs(40)).await;
+        assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
+        assert_eq!(status(&task).deadline, Some(deadline.clone()), "the real deadline is reported");
+        env.wait_no_pods("edited", Duration::from_secs(20)).await;
+        quiet_and_stoppable(&mut env, "deadline", edited, cpu).await;
+    }
+
+    /// A first launch moved an hour later is corrected from the pod's annotation; the deadline does not move.
+    #[tokio::test]
+    async fn a_moved_start_time_is_corrected_from_the_pod() {
+        let mut env = running_beside_a_canary("a_moved_start_time_is_corrected_from_the_pod", "edited", "25s").await;
+        let before = status(&env.task("edited").await);
+        let (start, deadline) = (before.start_time.expect("a start"), before.deadline.expect("a deadline"));
+        let later = Time(podtask::engine::deadline::after(start.0, Duration::from_secs(3600)));
+        let (edited, cpu) = (Instant::now(), env.operator.cpu_seconds());
+        patch_status(&env, "edited", json!({"startTime": time(&later)})).await.expect("accepted");
+        let note = correction(&env, "edited", "startTime").await;
+        println!("correction: {note}");
+        assert!(note.contains(&time(&later)) && note.contains(&time(&start)), "{note}");
+        let task = env.wait_finished("edited", Duration::from_secs(40)).await;
+        assert_eq!((phase(&task), reason(&task).as_str()), (Phase::Failed, "DeadlineExceeded"), "{}", yaml(&task));
+        assert_eq!((status(&task).start_time, status(&task).deadline), (Some(start), Some(deadline)));
+        env.wait_no_pods("edited", Duration::from_secs(20)).await;
+        quiet_and_stoppable(&mut env, "startTime", edited, cpu).await;
     }
 }

@@ -281,6 +281,22 @@ impl Operator {
         self.wait_ready().await;
     }
 
+    /// CPU time (user + system) the operator process has used so far, in seconds, from /proc.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.child.as_ref().expect("the operator is running").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the operator's /proc stat");
+        // The fields after the command name (which is in parentheses): state is the first, utime the 12th.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("").split_whitespace().collect();
+        let ticks: f64 = fields.get(11..13).into_iter().flatten().filter_map(|f| f.parse::<f64>().ok()).sum();
+        let per_second = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+            .unwrap_or(100.0);
+        ticks / per_second
+    }
+
     pub async fn metrics(&self) -> String {
         match http_get(self.port, "/metrics").await {
             Some((200, body)) => body,
