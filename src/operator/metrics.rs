@@ -74,6 +74,18 @@ const LAG_HELP: &str =
 const PULL_WAITS_HELP: &str =
     "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)";
 const LEADER_HELP: &str = "1 while this replica holds the leader lease (or runs without election)";
+const API_UNAVAILABLE_HELP: &str =
+    "1 while the API server is unreachable or failing (5xx) and every reconcile waits for it to answer again";
+const API_OUTAGES_HELP: &str = "Times the API server became unreachable or failing, as this replica saw it";
+const API_THROTTLED_HELP: &str = "Times the API server throttled podtask (429) and every request paused";
+
+/// What the operator-wide view of the API server reports (api_health.rs).
+#[derive(Clone, Debug, Default)]
+pub struct ApiSignals {
+    pub unavailable: Gauge<i64, AtomicI64>,
+    pub outages: Counter,
+    pub throttled: Counter,
+}
 
 /// All of podtask's metrics, registered once.
 pub struct Metrics {
@@ -89,6 +101,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
     pub events_dropped: Counter,
+    pub api: ApiSignals,
 }
 
 impl Default for Metrics {
@@ -105,6 +118,7 @@ impl Default for Metrics {
         let api_writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         let events_dropped = Counter::default();
+        let api = ApiSignals::default();
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
@@ -116,6 +130,9 @@ impl Default for Metrics {
         registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
         registry.register("leader", LEADER_HELP, leader.clone());
         registry.register("events_dropped", "Events not sent because the event queue was full", events_dropped.clone());
+        registry.register("api_unavailable", API_UNAVAILABLE_HELP, api.unavailable.clone());
+        registry.register("api_outages", API_OUTAGES_HELP, api.outages.clone());
+        registry.register("api_throttled", API_THROTTLED_HELP, api.throttled.clone());
         Self {
             registry,
             reconciles,
@@ -129,6 +146,7 @@ impl Default for Metrics {
             api_writes,
             leader,
             events_dropped,
+            api,
         }
     }
 }
