@@ -11,7 +11,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::metrics::ApiSignals;
+use super::{error::short_error, metrics::ApiSignals};
 
 /// How often an unreachable API server is probed (`GET /version`, four small requests a second): work resumes
 /// within a fraction of a second of its return.
@@ -116,7 +116,7 @@ impl ApiHealth {
                 if started {
                     self.signals.outages.inc();
                     self.signals.unavailable.set(1);
-                    warn!(error = %crate::operator::reconciler::short_error(error), "the API server is unreachable or failing: every task waits until it answers");
+                    warn!(error = %short_error(error), "the API server is unreachable or failing: every task waits until it answers");
                     tokio::spawn(self.clone().probe());
                 }
             }
@@ -158,10 +158,10 @@ impl ApiHealth {
                     return;
                 }
                 Err(e) if since.elapsed() >= next_log => {
-                    warn!(outage_s = since.elapsed().as_secs(), error = %crate::operator::reconciler::short_error(&e), "the API server is still unreachable");
+                    warn!(outage_s = since.elapsed().as_secs(), error = %short_error(&e), "the API server is still unreachable");
                     next_log *= 2;
                 }
-                Err(e) => debug!(error = %crate::operator::reconciler::short_error(&e), "API server probe failed"),
+                Err(e) => debug!(error = %short_error(&e), "API server probe failed"),
             }
         }
     }

@@ -31,6 +31,15 @@ impl Error {
     }
 }
 
+/// An API error without the response body's details beyond its status line (bodies can quote pod templates).
+pub(crate) fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
+        other => other.to_string(),
+    }
+}
+
 /// Why `podtask run` refuses to start. Each message says what to do.
 #[derive(Debug, Error)]
 pub enum StartupError {

@@ -10,7 +10,7 @@ use tracing::{error, info};
 use super::{
     api_client,
     api_health::ApiHealth,
-    context::system_clock,
+    clock::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
     events::Publisher,
