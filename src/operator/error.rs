@@ -13,7 +13,7 @@ pub enum Error {
 }
 
 /// What went wrong in a reconcile, as a metric label.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorKind {
     /// A write lost a race with a newer version of the task.

@@ -25,7 +25,7 @@ macro_rules! label_value {
 }
 
 /// Writes to the API server, by what was written.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum WriteKind {
     PodCreate,
@@ -35,7 +35,7 @@ pub enum WriteKind {
 }
 
 /// How a starting pod was seen waiting on an image pull.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum PullWait {
     Backoff,
@@ -119,6 +119,17 @@ impl Default for Metrics {
         let leader = Gauge::<i64, AtomicI64>::default();
         let events_dropped = Counter::default();
         let api = ApiSignals::default();
+        // Every known label value from the start, at 0: a series that appears only with its first event hides that
+        // event from rate() and increase(), and dashboards and alerts could not tell "none" from "not exported".
+        for kind in ErrorKind::iter() {
+            let _ = reconcile_errors.get_or_create(&ErrorLabel { kind });
+        }
+        for class in PullWait::iter() {
+            let _ = image_pull_waits.get_or_create(&ClassLabel { class });
+        }
+        for kind in WriteKind::iter() {
+            let _ = api_writes.get_or_create(&WriteLabel { kind });
+        }
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
@@ -202,5 +213,32 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dashboards and alerts query these before anything has happened: each family is exported at 0 for every
+    /// label value it can take.
+    #[test]
+    fn labelled_counters_are_exported_at_zero_before_their_first_event() {
+        let text = Metrics::default().render();
+        for series in [
+            r#"podtask_reconcile_errors_total{kind="api"} 0"#,
+            r#"podtask_reconcile_errors_total{kind="stale"} 0"#,
+            r#"podtask_image_pull_waits_total{class="backoff"} 0"#,
+            r#"podtask_image_pull_waits_total{class="rate_limited"} 0"#,
+            r#"podtask_api_writes_total{kind="pod_create"} 0"#,
+            r#"podtask_api_writes_total{kind="status"} 0"#,
+            r#"podtask_api_writes_total{kind="pod_delete"} 0"#,
+            r#"podtask_api_writes_total{kind="task_delete"} 0"#,
+            "podtask_api_unavailable 0",
+            "podtask_api_outages_total 0",
+            "podtask_api_throttled_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} missing from:\n{text}");
+        }
     }
 }
