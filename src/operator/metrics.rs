@@ -127,6 +127,9 @@ impl Default for Metrics {
         for class in PullWait::iter() {
             let _ = image_pull_waits.get_or_create(&ClassLabel { class });
         }
+        for reason in Reason::iter() {
+            let _ = outcomes.get_or_create(&ReasonLabel { reason });
+        }
         for kind in WriteKind::iter() {
             let _ = api_writes.get_or_create(&WriteLabel { kind });
         }
@@ -234,6 +237,8 @@ mod tests {
             r#"podtask_api_writes_total{kind="status"} 0"#,
             r#"podtask_api_writes_total{kind="pod_delete"} 0"#,
             r#"podtask_api_writes_total{kind="task_delete"} 0"#,
+            r#"podtask_task_outcomes_total{reason="Completed"} 0"#,
+            r#"podtask_task_outcomes_total{reason="DeadlineExceeded"} 0"#,
             "podtask_api_unavailable 0",
             "podtask_api_outages_total 0",
             "podtask_api_throttled_total 0",
