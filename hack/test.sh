@@ -2,7 +2,8 @@
 # The project's test command (README "Test it"; .ci/run calls it):
 #   1. lint: cargo fmt --check, cargo clippy -D warnings (skip with PODTASK_SKIP_LINT=1)
 #   2. unit tests: the pure core's tables, the shell against a scripted mock API, CRD drift
-#   3. chart and GitOps checks: helm lint/template, RBAC/security assertions, the Argo CD Lua health check
+#   3. chart, monitoring and GitOps checks: helm lint/template, RBAC/security assertions, the dashboard and alerts
+#      (promtool rule tests; every query's metrics scraped from a running operator), the Argo CD Lua health check
 #   4. end to end: a real local control plane (built from the Go module proxy on first use and cached under
 #      ~/.cache/podtask), the real podtask binary, every behaviour of the contract
 #   5. real node (hack/realnode/test.sh): its own control plane plus a real kubelet and containerd, the operator
@@ -35,8 +36,9 @@ hack/cluster.sh up
 source hack/test-env.sh
 trap '[[ ${PODTASK_KEEP_CLUSTER:-0} == 1 ]] || hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
 
-step "chart and GitOps checks"
+step "chart, monitoring and GitOps checks"
 HELM=$(command -v helm) deploy/test/chart-test.sh
+HELM=$(command -v helm) PODTASK_BIN=target/debug/podtask deploy/test/monitoring-test.sh
 deploy/test/argocd-health-test.sh
 # the real binary with the chart's arguments, as the chart's ServiceAccount (RBAC is sufficient, no Secrets)
 PODTASK_BIN=target/debug/podtask deploy/test/operator-rbac-e2e.sh

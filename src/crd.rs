@@ -293,7 +293,18 @@ impl Phase {
 
 /// Machine-readable reason for the current status or for how an attempt ended.
 #[derive(
-    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema, strum::Display, strum::IntoStaticStr,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    JsonSchema,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 pub enum Reason {
     // In progress.

@@ -31,6 +31,11 @@ echo "chart-test: $("$HELM" version --short 2>/dev/null || "$HELM" version)"
 
 # ------------------------------------------------------------------ lint
 if out=$("$HELM" lint --strict "$chart" 2>&1); then ok "helm lint --strict"; else bad "helm lint --strict"; echo "$out"; fi
+if out=$("$HELM" lint --strict "$chart" --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true 2>&1); then
+  ok "helm lint --strict (dashboard, alerts)"
+else
+  bad "helm lint --strict (dashboard, alerts)"; echo "$out"
+fi
 if out=$("$HELM" lint --strict "$chart" --set 'watchNamespaces={team-a,team-b}' --set serviceMonitor.enabled=true 2>&1); then
   ok "helm lint --strict (namespaced, serviceMonitor)"
 else
@@ -62,6 +67,10 @@ render single "--mode cluster --replicas 1 --leader-elect false" -- --set replic
 render single-leader "--mode cluster --replicas 1" -- --set replicaCount=1
 render finalizers "--mode namespaced --namespaces team-a --finalizers true" -- \
   --set 'watchNamespaces={team-a}' --set rbac.ownerReferencesPermissionEnforcement=true
+render monitoring "--mode cluster --service-monitor true --monitoring true" -- --set serviceMonitor.enabled=true \
+  --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true
+render monitoring-namespaced "--mode namespaced --namespaces team-a --monitoring true" -- --set 'watchNamespaces={team-a}' \
+  --set grafanaDashboard.enabled=true --set prometheusRule.enabled=true
 render three "--mode cluster --replicas 3" -- --set replicaCount=3 --set topologySpread.enabled=true
 
 # The checker itself must catch a broken rendering (a test that cannot fail is a defect).
@@ -96,6 +105,7 @@ if [ -s "$tmp/cluster.yaml" ]; then
   mutate no-seccomp 'if d["kind"]=="Deployment": d["spec"]["template"]["spec"]["securityContext"].pop("seccompProfile"); d["kind"]=="Deployment" and d["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("seccompProfile")' "--mode cluster"
   mutate one-replica 'if d["kind"]=="Deployment": d["spec"]["replicas"]=1' "--mode cluster"
   mutate no-leader-elect 'if d["kind"]=="Deployment": d["spec"]["template"]["spec"]["containers"][0]["args"].remove("--leader-elect")' "--mode cluster"
+  mutate dashboard-on 'if d["kind"]=="Service": d.update({"kind": "PrometheusRule"})' "--mode cluster"
   mutate wrong-probe 'if d["kind"]=="Deployment": d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"]="/healthz"' "--mode cluster"
 fi
 
@@ -132,6 +142,10 @@ reject "http.port 70000" "at '/http/port'" --set http.port=70000
 reject "serviceMonitor.interval 30" "at '/serviceMonitor/interval'" --set-string serviceMonitor.interval=30
 reject "2 replicas without leader election" "needs leaderElection.enabled=true" --set leaderElection.enabled=false
 reject "ServiceMonitor without Service" "needs service.enabled=true" --set serviceMonitor.enabled=true --set service.enabled=false
+reject "reconcileErrorRatio 2" "at '/prometheusRule/reconcileErrorRatio'" --set prometheusRule.reconcileErrorRatio=2
+reject "apiOutageFor 2 minutes" "at '/prometheusRule/apiOutageFor'" --set-string 'prometheusRule.apiOutageFor=2 minutes'
+reject "selector with a brace" "does not match pattern '^[^{}]*$'" --set-string 'prometheusRule.selector=job="x"}'
+reject "grafanaDashboard.enable (typo)" "additional properties 'enable' not allowed" --set grafanaDashboard.enable=true
 reject "serviceAccount.create=false without a name" "serviceAccount.name is required" --set serviceAccount.create=false
 if "$HELM" template podtask "$chart" --set 'operator.logLevel=info\,podtask=debug\,kube=warn' 2>&1 | grep -qF -- '--log-level=info,podtask=debug,kube=warn'; then
   ok "accepts a log filter (info,podtask=debug,kube=warn)"
@@ -216,7 +230,7 @@ def leaves(v, prefix=""):
     else:
         yield prefix.rstrip(".")
 FREE = {"podSecurityContext", "securityContext", "resources", "updateStrategy", "affinity", "commonLabels",
-        "podAnnotations", "podLabels", "nodeSelector", "global"}
+        "podAnnotations", "podLabels", "nodeSelector", "global", "grafanaDashboard.labels"}
 keys = set(leaves(values))
 rows = set(re.findall(r"^\| `([^`]+)` \|", readme, re.M))
 missing = sorted(keys - rows)

@@ -3,12 +3,14 @@
 
 Usage: helm template ... | check_rendered.py --mode cluster|namespaced [--namespaces a,b] [--release-namespace NS]
            [--replicas N] [--leader-elect true|false] [--service-monitor true|false] [--finalizers true|false]
+           [--monitoring true|false]
 
 Exits non-zero, listing every failed assertion, when the rendered manifests break the contract:
 RBAC exactly as the operator needs (no wildcard, no Secrets, exact verbs per resource and scope), restricted Pod
 Security, replicas, leader election wiring, probes, PDB, Service/ServiceMonitor.
 """
 import argparse
+import json
 import pathlib
 import sys
 
@@ -94,6 +96,7 @@ def main():
     ap.add_argument("--leader-elect", default="true")
     ap.add_argument("--service-monitor", default="false")
     ap.add_argument("--finalizers", default="false")
+    ap.add_argument("--monitoring", default="false", help="grafanaDashboard and prometheusRule enabled")
     ap.add_argument("--file", default="-")
     a = ap.parse_args()
     leader = a.leader_elect == "true"
@@ -227,6 +230,27 @@ def main():
     else:
         check(not sms, "ServiceMonitor rendered although serviceMonitor.enabled is false")
 
+    # ---------------------------------------------------------------- dashboard and alerts (off by default)
+    dashboards = [d for d in by_kind.get("ConfigMap", []) if d["metadata"]["name"].endswith("-dashboard")]
+    rules = by_kind.get("PrometheusRule", [])
+    if a.monitoring == "true":
+        if check(len(dashboards) == 1, f"expected 1 dashboard ConfigMap, got {len(dashboards)}"):
+            cm = dashboards[0]
+            check(cm["metadata"]["labels"].get("grafana_dashboard") == "1",
+                  "dashboard ConfigMap lacks the Grafana sidecar's label grafana_dashboard: \"1\"")
+            try:
+                panels = json.loads(cm["data"]["podtask.json"])["panels"]
+                check(len(panels) >= 8, f"dashboard has {len(panels)} panels")
+            except (KeyError, ValueError) as e:
+                check(False, f"dashboard ConfigMap does not hold the dashboard JSON: {e}")
+        if check(len(rules) == 1, f"expected 1 PrometheusRule, got {len(rules)}"):
+            check(rules[0]["apiVersion"] == "monitoring.coreos.com/v1", f"PrometheusRule apiVersion {rules[0]['apiVersion']}")
+            exprs = [r["expr"] for g in rules[0]["spec"]["groups"] for r in g["rules"]]
+            check(exprs and all(f'namespace="{rel_ns}"' in e for e in exprs),
+                  "every alert selects the release namespace's series")
+    else:
+        check(not dashboards and not rules, "dashboard or PrometheusRule rendered although off")
+
     # ---------------------------------------------------------------- generic hygiene
     for d in docs:
         md = d.get("metadata", {})
@@ -237,7 +261,7 @@ def main():
         check(len(md.get("name", "")) <= 63, f"{name_of(d)}: name longer than 63 characters")
     unexpected = set(by_kind) - {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
                                  "Deployment", "Service", "ServiceMonitor", "PodDisruptionBudget",
-                                 "CustomResourceDefinition", "Namespace"}
+                                 "CustomResourceDefinition", "Namespace", "ConfigMap", "PrometheusRule"}
     check(not unexpected, f"unexpected kinds rendered: {sorted(unexpected)}")
 
     if failures:

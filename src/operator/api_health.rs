@@ -11,6 +11,8 @@ use kube::Client;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::{error::short_error, metrics::ApiSignals};
+
 /// How often an unreachable API server is probed (`GET /version`, four small requests a second): work resumes
 /// within a fraction of a second of its return.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -56,11 +58,18 @@ pub fn trouble(error: &kube::Error) -> Option<Trouble> {
 pub struct ApiHealth {
     client: Client,
     state: watch::Sender<State>,
+    signals: ApiSignals,
 }
 
 impl ApiHealth {
+    /// A view whose outages no metric shows (tests).
     pub fn new(client: Client) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self { client, state: watch::Sender::new(State::Usable) })
+        Self::with_signals(client, ApiSignals::default())
+    }
+
+    /// A view that reports outages and throttling through these metrics.
+    pub fn with_signals(client: Client, signals: ApiSignals) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { client, state: watch::Sender::new(State::Usable), signals })
     }
 
     /// Wait until the API server may be used: while it is down or has asked podtask to back off.
@@ -105,7 +114,9 @@ impl ApiHealth {
                     starts
                 });
                 if started {
-                    warn!(error = %crate::operator::reconciler::short_error(error), "the API server is unreachable or failing: every task waits until it answers");
+                    self.signals.outages.inc();
+                    self.signals.unavailable.set(1);
+                    warn!(error = %short_error(error), "the API server is unreachable or failing: every task waits until it answers");
                     tokio::spawn(self.clone().probe());
                 }
             }
@@ -123,6 +134,7 @@ impl ApiHealth {
                     _ => false,
                 });
                 if began {
+                    self.signals.throttled.inc();
                     warn!(retry_after = ?after, "the API server is throttling podtask (429): every request pauses");
                 }
             }
@@ -142,13 +154,14 @@ impl ApiHealth {
                 Ok(_) => {
                     info!(outage = ?since.elapsed(), "the API server answers again: resuming");
                     self.state.send_replace(State::Usable);
+                    self.signals.unavailable.set(0);
                     return;
                 }
                 Err(e) if since.elapsed() >= next_log => {
-                    warn!(outage_s = since.elapsed().as_secs(), error = %crate::operator::reconciler::short_error(&e), "the API server is still unreachable");
+                    warn!(outage_s = since.elapsed().as_secs(), error = %short_error(&e), "the API server is still unreachable");
                     next_log *= 2;
                 }
-                Err(e) => debug!(error = %crate::operator::reconciler::short_error(&e), "API server probe failed"),
+                Err(e) => debug!(error = %short_error(&e), "API server probe failed"),
             }
         }
     }
@@ -178,8 +191,11 @@ mod tests {
         use http::{Request, Response};
         use kube::client::Body;
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let health = ApiHealth::new(Client::new(service, "default"));
+        let signals = ApiSignals::default();
+        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone());
         assert_eq!(health.report(&api_error(503, 0)), Some(Trouble::Down));
+        assert_eq!(health.report(&api_error(502, 0)), Some(Trouble::Down));
+        assert_eq!((signals.unavailable.get(), signals.outages.get()), (1, 1), "one outage, shown while it lasts");
         let waiter = tokio::spawn({
             let health = health.clone();
             async move { health.usable().await }
@@ -198,17 +214,21 @@ mod tests {
         }
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released").expect("no panic");
         assert_eq!(*health.state.borrow(), State::Usable);
+        assert_eq!((signals.unavailable.get(), signals.outages.get()), (0, 1), "the outage is over");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_429_pauses_everyone_for_its_retry_after() {
         let (service, _handle) =
             tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
-        let health = ApiHealth::new(Client::new(service, "default"));
+        let signals = ApiSignals::default();
+        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone());
         health.report(&api_error(429, 3));
+        health.report(&api_error(429, 2));
         let start = tokio::time::Instant::now();
         health.usable().await;
         assert!(start.elapsed() >= Duration::from_secs(3), "waited {:?}", start.elapsed());
+        assert_eq!((signals.throttled.get(), signals.unavailable.get()), (1, 0), "one pause, not an outage");
     }
 
     #[test]

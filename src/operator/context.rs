@@ -11,6 +11,7 @@ use kube::{Client, ResourceExt};
 use super::{
     api_health::ApiHealth,
     cached_pod::{CachedPod, WatchedPod},
+    clock::Clock,
     events::Publisher,
     metrics::Metrics,
     permits::Permits,
@@ -22,13 +23,6 @@ use crate::{
     engine::{self, naming, pod::is_owned_by},
     jiff::Timestamp,
 };
-
-/// The clock. Production reads the system time; tests set it.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Timestamp::now)
-}
 
 pub struct Context {
     pub client: Client,

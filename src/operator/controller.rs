@@ -18,13 +18,16 @@ use tracing::{debug, info, warn};
 use super::{
     api_health::ApiHealth,
     cached_pod::WatchedPod,
-    context::{Clock, Context},
+    clock::Clock,
+    context::Context,
+    error::short_error,
     events::Publisher,
     metrics::Metrics,
     permits::Permits,
     pod_cache::PodCache,
-    reconciler::{Watched, error_policy, key_of, reconcile},
+    reconciler::{error_policy, reconcile},
     wakeups::Wakeups,
+    watched::{Watched, key_of},
 };
 use crate::engine::{self, naming};
 
@@ -166,7 +169,7 @@ fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
         watcher::Error::NoResourceVersion => return warn!("a watch result had no resourceVersion"),
     };
     if api.report(raw).is_none() {
-        warn!(error = %super::reconciler::short_error(raw), "watch failed; retrying");
+        warn!(error = %short_error(raw), "watch failed; retrying");
     }
 }
 

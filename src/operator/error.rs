@@ -13,7 +13,7 @@ pub enum Error {
 }
 
 /// What went wrong in a reconcile, as a metric label.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum ErrorKind {
     /// A write lost a race with a newer version of the task.
@@ -28,6 +28,15 @@ impl Error {
             Error::Kube(_) => ErrorKind::Api,
             Error::Stale(_) => ErrorKind::Stale,
         }
+    }
+}
+
+/// An API error without the response body's details beyond its status line (bodies can quote pod templates).
+pub(crate) fn short_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
+        kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
+        other => other.to_string(),
     }
 }
 

@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tracing::{Instrument, Span, debug, warn};
 
+use super::error::short_error;
 use crate::{engine, jiff::Timestamp};
 
 /// The controller name Events carry.
@@ -65,7 +66,7 @@ impl Publisher {
             async move {
                 if let Err(err) = creator.create(&q.event, &q.regarding, q.at).await {
                     let reason = &q.event.reason;
-                    warn!(error = %super::reconciler::short_error(&err), %reason, "could not record event");
+                    warn!(error = %short_error(&err), %reason, "could not record event");
                 }
             }
             .instrument(q.span)

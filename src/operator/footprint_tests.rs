@@ -11,7 +11,7 @@ use std::{
 use super::{
     cached_pod::{CachedPod, WatchedPod},
     controller::trim_task,
-    reconciler::Watched,
+    watched::{Watched, key_of},
 };
 
 struct Counting;
@@ -131,7 +131,7 @@ fn what_a_wakeup_keeps() {
     // The first wakeup allocates the indexes' first bucket array and node; each further one adds its key, and its
     // entry in each index (counted by size below).
     wakeups.set("other/first", Some(at));
-    let ((), bytes, allocs) = kept(|| wakeups.set(&super::reconciler::key_of(&*task), Some(at)));
+    let ((), bytes, allocs) = kept(|| wakeups.set(&key_of(&*task), Some(at)));
     let bytes = bytes + 2 * std::mem::size_of::<(Arc<str>, crate::jiff::Timestamp)>() as isize;
     let (request, request_bytes, request_allocs) = kept(|| ReconcileRequest::from(ObjectRef::from_obj(&*task)));
     let request_bytes = request_bytes + std::mem::size_of_val(&request) as isize;

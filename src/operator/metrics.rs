@@ -25,7 +25,7 @@ macro_rules! label_value {
 }
 
 /// Writes to the API server, by what was written.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum WriteKind {
     PodCreate,
@@ -37,7 +37,7 @@ pub enum WriteKind {
 }
 
 /// How a starting pod was seen waiting on an image pull.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, strum::IntoStaticStr, strum::EnumIter)]
 #[strum(serialize_all = "snake_case")]
 pub enum PullWait {
     Backoff,
@@ -76,6 +76,18 @@ const LAG_HELP: &str =
 const PULL_WAITS_HELP: &str =
     "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)";
 const LEADER_HELP: &str = "1 while this replica holds the leader lease (or runs without election)";
+const API_UNAVAILABLE_HELP: &str =
+    "1 while the API server is unreachable or failing (5xx) and every reconcile waits for it to answer again";
+const API_OUTAGES_HELP: &str = "Times the API server became unreachable or failing, as this replica saw it";
+const API_THROTTLED_HELP: &str = "Times the API server throttled podtask (429) and every request paused";
+
+/// What the operator-wide view of the API server reports (api_health.rs).
+#[derive(Clone, Debug, Default)]
+pub struct ApiSignals {
+    pub unavailable: Gauge<i64, AtomicI64>,
+    pub outages: Counter,
+    pub throttled: Counter,
+}
 
 /// All of podtask's metrics, registered once.
 pub struct Metrics {
@@ -91,6 +103,7 @@ pub struct Metrics {
     pub api_writes: Family<WriteLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
     pub events_dropped: Counter,
+    pub api: ApiSignals,
 }
 
 impl Default for Metrics {
@@ -107,6 +120,21 @@ impl Default for Metrics {
         let api_writes = Family::<WriteLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         let events_dropped = Counter::default();
+        let api = ApiSignals::default();
+        // Every known label value from the start, at 0: a series that appears only with its first event hides that
+        // event from rate() and increase(), and dashboards and alerts could not tell "none" from "not exported".
+        for kind in ErrorKind::iter() {
+            let _ = reconcile_errors.get_or_create(&ErrorLabel { kind });
+        }
+        for class in PullWait::iter() {
+            let _ = image_pull_waits.get_or_create(&ClassLabel { class });
+        }
+        for reason in Reason::iter() {
+            let _ = outcomes.get_or_create(&ReasonLabel { reason });
+        }
+        for kind in WriteKind::iter() {
+            let _ = api_writes.get_or_create(&WriteLabel { kind });
+        }
         registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error kind", reconcile_errors.clone());
         registry.register("reconcile_duration_seconds", "Time spent in one reconcile", reconcile_duration.clone());
@@ -118,6 +146,9 @@ impl Default for Metrics {
         registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
         registry.register("leader", LEADER_HELP, leader.clone());
         registry.register("events_dropped", "Events not sent because the event queue was full", events_dropped.clone());
+        registry.register("api_unavailable", API_UNAVAILABLE_HELP, api.unavailable.clone());
+        registry.register("api_outages", API_OUTAGES_HELP, api.outages.clone());
+        registry.register("api_throttled", API_THROTTLED_HELP, api.throttled.clone());
         Self {
             registry,
             reconciles,
@@ -131,6 +162,7 @@ impl Default for Metrics {
             api_writes,
             leader,
             events_dropped,
+            api,
         }
     }
 }
@@ -186,5 +218,34 @@ pub struct ReconcileTimer<'a> {
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.metrics.reconcile_duration.observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Dashboards and alerts query these before anything has happened: each family is exported at 0 for every
+    /// label value it can take.
+    #[test]
+    fn labelled_counters_are_exported_at_zero_before_their_first_event() {
+        let text = Metrics::default().render();
+        for series in [
+            r#"podtask_reconcile_errors_total{kind="api"} 0"#,
+            r#"podtask_reconcile_errors_total{kind="stale"} 0"#,
+            r#"podtask_image_pull_waits_total{class="backoff"} 0"#,
+            r#"podtask_image_pull_waits_total{class="rate_limited"} 0"#,
+            r#"podtask_api_writes_total{kind="pod_create"} 0"#,
+            r#"podtask_api_writes_total{kind="status"} 0"#,
+            r#"podtask_api_writes_total{kind="pod_delete"} 0"#,
+            r#"podtask_api_writes_total{kind="task_delete"} 0"#,
+            r#"podtask_task_outcomes_total{reason="Completed"} 0"#,
+            r#"podtask_task_outcomes_total{reason="DeadlineExceeded"} 0"#,
+            "podtask_api_unavailable 0",
+            "podtask_api_outages_total 0",
+            "podtask_api_throttled_total 0",
+        ] {
+            assert!(text.lines().any(|l| l == series), "{series} missing from:\n{text}");
+        }
     }
 }

@@ -3,6 +3,7 @@
 pub mod api_client;
 pub mod api_health;
 pub mod cached_pod;
+pub mod clock;
 pub mod context;
 pub mod controller;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod telemetry;
 pub mod throttle;
 pub mod wakeups;
+pub mod watched;
 
 #[cfg(test)]
 mod footprint_tests;

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration as StdDuration};
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use kube::core::{DeserializeGuard, error_boundary::InvalidObject};
+use kube::core::error_boundary::InvalidObject;
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams, Preconditions},
@@ -15,9 +15,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::{
     context::Context,
-    error::Error,
+    error::{Error, short_error},
     metrics::{PullWait, WriteKind},
     permits::Urgency,
+    watched::{Watched, key_of},
 };
 use crate::{
     crd::{Phase, PodTask, PodTaskStatus, Reason},
@@ -38,10 +39,6 @@ const ERROR_RETRY_MAX: StdDuration = StdDuration::from_secs(300);
 fn error_backoff(n: u32) -> StdDuration {
     ERROR_RETRY.saturating_mul(1 << n.saturating_sub(1).min(16)).min(ERROR_RETRY_MAX)
 }
-
-/// The objects the controller hands over: a PodTask, or one podtask could not read (which must never stop the
-/// watch that brought it, nor any other task).
-pub type Watched = DeserializeGuard<PodTask>;
 
 /// Reconcile one PodTask.
 pub async fn reconcile(object: Arc<Watched>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -175,15 +172,6 @@ fn unreadable_field(object: &DynamicObject) -> Option<String> {
     let value = serde_json::to_value(object).ok()?;
     let err = serde_path_to_error::deserialize::<_, PodTask>(value).err()?;
     Some(format!("{}: {}", err.path(), err.inner()))
-}
-
-/// An API error without the response body's details beyond its status line (bodies can quote pod templates).
-pub(crate) fn short_error(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} {}", s.code, s.reason),
-        kube::Error::SerdeError(_) => "the API server's answer could not be read".into(),
-        other => other.to_string(),
-    }
 }
 
 /// One pass: read (the cache) → decide → (read fresh → decide, when the engine asks) → act. A create that the
@@ -482,11 +470,6 @@ async fn publish_to(regarding: &ObjectReference, e: &engine::Event, ctx: &Contex
     if let Err(err) = ctx.events.publish(e, regarding).await {
         warn!(error = %short_error(&err), reason = %e.reason, "could not record event");
     }
-}
-
-/// A task's key, `namespace/name`, as the operator's own records of it use it.
-pub(crate) fn key_of<K: Resource>(object: &K) -> String {
-    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 
 #[cfg(test)]

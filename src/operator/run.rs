@@ -10,7 +10,7 @@ use tracing::{error, info};
 use super::{
     api_client,
     api_health::ApiHealth,
-    context::system_clock,
+    clock::system_clock,
     controller::{self, Settings, TaskStores},
     error::StartupError,
     events::Publisher,
@@ -196,7 +196,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
     let permits = Arc::new(Permits::new(usize::from(args.concurrency)));
     let events = Publisher::start(client.clone(), identity.clone(), metrics.events_dropped.clone());
-    let api = ApiHealth::new(client.clone());
+    let api = ApiHealth::with_signals(client.clone(), metrics.api.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];

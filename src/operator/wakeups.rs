@@ -17,7 +17,7 @@ use futures::Stream;
 use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 
-use super::{context::Clock, reconciler::Watched};
+use super::{clock::Clock, watched::Watched};
 use crate::jiff::Timestamp;
 
 #[derive(Default)]
