@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Container, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import yaml
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
@@ -86,7 +86,7 @@ class PodTaskOperator(BaseOperator):
         "node_selector",
         "service_account_name",
     )
-    template_fields_renderers = {"env_vars": "py", "pod_template_dict": "py"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"env_vars": "py", "pod_template_dict": "py"}
 
     def __init__(
         self,
