@@ -89,7 +89,7 @@ class TaskKey:
             "task_id": safe_label(self.task_id),
             "run_id": safe_label(self.run_id),
             "try_number": str(self.try_number),
-            "podtask.dev/airflow": "true",
+            ANNOTATION_PREFIX + "managed": "true",
         }
         if self.map_index >= 0:
             labels["map_index"] = str(self.map_index)
