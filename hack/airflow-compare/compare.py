@@ -1,0 +1,114 @@
+"""Run each shape of dags/compare.py as KubernetesPodOperator and as PodTaskOperator with `airflow dags test`,
+and print what happened: the Airflow outcome, how long the task took, the reason Airflow logged, and whether a pod
+was left behind. Environment: as hack/airflow-e2e.sh sets it (KUBECONFIG, AIRFLOW_HOME, the namespace)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+from kubernetes import client, config
+
+NS = os.environ.get("PODTASK_AIRFLOW_NAMESPACE", "podtask-airflow")
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+LOGS = Path(os.environ.get("PODTASK_AIRFLOW_LOGS", "/tmp"))
+DATE = "2026-01-01T00:00:00+00:00"
+LABEL = "compare-capacity"
+#: what the task log says about the end, in the words of each operator
+REASON = re.compile(
+    r"(AirflowTaskTimeout[^\n]*|PodTask \S+ failed: [^\n]*|PodLaunchFailedException[^\n]*|"
+    r"PodLaunchTimeoutException[^\n]*|Pod \S+ returned a failure[^\n]*|"
+    r"TaskDeferralTimeout[^\n]*|AirflowException: [^\n]*|Pod took too long[^\n]*|"
+    r"ErrImagePull[^\n]*|InvalidImageName[^\n]*)"
+)
+
+
+def main(shapes: list[str]) -> None:
+    config.load_kube_config()
+    core = client.CoreV1Api()
+    rows = []
+    for shape in shapes:
+        for op in ("kpo", "podtask"):
+            rows.append(run_one(core, shape, op))
+    print("\n| shape | operator | Airflow outcome | task duration | what the task log says | pods left |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def run_one(core: client.CoreV1Api, shape: str, op: str) -> list[str]:
+    dag = f"cmp_{shape}_{op}"
+    log = LOGS / f"compare-{dag}.log"
+    timer = None
+    if shape == "capacity_later":
+        set_capacity(core, False)
+        timer = threading.Timer(25, set_capacity, (core, True))
+        timer.start()
+    try:
+        with log.open("w") as out:
+            subprocess.run([AIRFLOW, "dags", "test", dag, DATE], stdout=out, stderr=subprocess.STDOUT, timeout=600)
+    finally:
+        if timer:
+            timer.cancel()
+            timer.join()
+    state, start, end = ti(dag)
+    duration = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() if end else float("nan")
+    left = [p for p in pods(core, dag) if not p.metadata.deletion_timestamp]
+    time.sleep(10)
+    later = [
+        p for p in pods(core, dag) if not p.metadata.deletion_timestamp and p.status.phase in ("Pending", "Running")
+    ]
+    text = log.read_text(errors="replace")
+    found = REASON.findall(text)
+    reason = found[-1][:110].replace("|", "/") if found else ""
+    print(
+        f"MEASURE airflow-compare {shape} {op} {state} {duration:.1f} s "
+        f"pods_left={len(left)} running_10s_later={len(later)}"
+    )
+    left_text = "none"
+    if left:
+        left_text = f"{len(left)} ({', '.join(sorted({p.status.phase for p in left}))})"
+        if later:
+            left_text += f", {len(later)} still running 10 s later"
+    for p in pods(core, dag):
+        core.delete_namespaced_pod(p.metadata.name, NS, grace_period_seconds=0)
+    if shape == "capacity_later":
+        set_capacity(core, None)
+    return [
+        shape,
+        "KubernetesPodOperator" if op == "kpo" else "PodTaskOperator",
+        state or "?",
+        f"{duration:.1f} s",
+        reason,
+        left_text,
+    ]
+
+
+def ti(dag: str) -> tuple[str | None, str | None, str | None]:
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db") as conn:
+        row = conn.execute(
+            "select state, start_date, end_date from task_instance where dag_id=? order by start_date desc", (dag,)
+        ).fetchone()
+    return row or (None, None, None)
+
+
+def pods(core: client.CoreV1Api, dag: str) -> list:
+    return core.list_namespaced_pod(NS, label_selector=f"dag_id={dag}").items
+
+
+def set_capacity(core: client.CoreV1Api, free: bool | None) -> None:
+    """Label the first kwok node (free=True), or none (False); None removes the label again."""
+    for i, node in enumerate(core.list_node(label_selector="type=kwok").items):
+        value = "free" if free and i == 0 else None
+        core.patch_node(node.metadata.name, {"metadata": {"labels": {LABEL: value}}})
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["succeed", "deadline", "rate_limited_pull", "capacity_later", "invalid_image", "exit_code"])
