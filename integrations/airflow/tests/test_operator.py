@@ -108,6 +108,12 @@ def test_resumed_events():
     assert o.execute_complete({}, {"event": "finished", "name": "pt", "status": {"phase": "Succeeded"}}) is None
 
 
+def test_resumed_without_an_event_runs_the_try_again(monkeypatch):
+    o = op()
+    monkeypatch.setattr(o, "execute", lambda context: "adopted")
+    assert o.execute_complete({}) == "adopted"
+
+
 def test_trigger_serialises_only_what_it_needs_and_round_trips():
     trigger = PodTaskTrigger("ns", "pt", {"kubernetes_conn_id": "k", "config_file": None}, 1.0, False)
     path, kwargs = trigger.serialize()

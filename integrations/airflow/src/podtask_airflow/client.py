@@ -104,6 +104,8 @@ class PodTasks:
                     _preload_content=False,
                     _request_timeout=(REQUEST_TIMEOUT, None),
                 )
+                if resp.status >= 400:
+                    raise ApiException(status=resp.status, reason=resp.reason)
                 pending = b""
                 for chunk in resp.stream(4096):
                     pending += chunk
@@ -163,6 +165,8 @@ class AsyncPodTasks:
                 resp = await async_client.CoreV1Api(api).read_namespaced_pod_log(
                     pod, self.namespace, container=container, follow=True, _preload_content=False
                 )
+                if resp.status >= 400:  # the body is the API's error; not for the task log
+                    raise async_client.ApiException(status=resp.status, reason=resp.reason)
                 async for line in resp.content:
                     emit(line.decode(errors="replace").rstrip("\n"))
         except asyncio.CancelledError:

@@ -387,8 +387,11 @@ class PodTaskOperator(BaseOperator):
 
         return emit
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Resumed from PodTaskTrigger."""
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resumed from PodTaskTrigger; without an event (the deferred try run again before its trigger fired),
+        adopt the PodTask and wait again."""
+        if event is None:
+            return self.execute(context)
         self.podtask_name = event.get("name")
         kind = event.get("event")
         if kind == "gone":
@@ -414,7 +417,11 @@ class PodTaskOperator(BaseOperator):
         if not self.podtask_name:
             return
         try:
-            if PodTasks(self.connection, self._namespace()).delete(self.podtask_name):
+            podtasks = PodTasks(self.connection, self._namespace())
+            current = podtasks.get(self.podtask_name)
+            # a PodTask that is over has no pod to stop; it stays as the record of the try (ttl_after_finished)
+            if current is not None and not outcome(current.get("status")).finished:
+                podtasks.delete(self.podtask_name)
                 self.log.info("deleted PodTask %s", self.podtask_name)
         except Exception as e:
             self.log.warning("could not delete PodTask %s: %s", self.podtask_name, type(e).__name__)

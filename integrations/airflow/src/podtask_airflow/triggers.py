@@ -9,7 +9,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from podtask_airflow.client import AsyncPodTasks, Connection
-from podtask_airflow.mapping import BASE_CONTAINER, running_pod
+from podtask_airflow.mapping import BASE_CONTAINER, outcome, running_pod
 
 #: After this many failed reads in a row the trigger gives up and hands the error to the task.
 MAX_READ_ERRORS = 10
@@ -100,7 +100,9 @@ class PodTaskTrigger(BaseTrigger):
 
     async def on_kill(self) -> None:
         """A user marked the deferred task failed or cleared it: delete the PodTask, and so its pod."""
-        if await self._podtasks().delete(self.name):
+        podtasks = self._podtasks()
+        current = await podtasks.get(self.name)
+        if current is not None and not outcome(current.get("status")).finished and await podtasks.delete(self.name):
             self.log.info("deleted PodTask %s/%s", self.namespace, self.name)
 
 
