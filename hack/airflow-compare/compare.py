@@ -46,17 +46,18 @@ def main(shapes: list[str]) -> None:
 def run_one(core: client.CoreV1Api, shape: str, op: str) -> list[str]:
     dag = f"cmp_{shape}_{op}"
     log = LOGS / f"compare-{dag}.log"
+    done = threading.Event()
     timer = None
     if shape == "capacity_later":
         set_capacity(core, False)
-        timer = threading.Timer(25, set_capacity, (core, True))
+        timer = threading.Thread(target=capacity_after_first_pod, args=(core, dag, 25, done))
         timer.start()
     try:
         with log.open("w") as out:
             subprocess.run([AIRFLOW, "dags", "test", dag, DATE], stdout=out, stderr=subprocess.STDOUT, timeout=600)
     finally:
+        done.set()
         if timer:
-            timer.cancel()
             timer.join()
     state, start, end = ti(dag)
     duration = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() if end else float("nan")
@@ -101,6 +102,18 @@ def ti(dag: str) -> tuple[str | None, str | None, str | None]:
 
 def pods(core: client.CoreV1Api, dag: str) -> list:
     return core.list_namespaced_pod(NS, label_selector=f"dag_id={dag}").items
+
+
+def capacity_after_first_pod(core: client.CoreV1Api, dag: str, seconds: float, done: threading.Event) -> None:
+    """Make room `seconds` after the DAG's first pod was created (as an autoscaler adding a node would)."""
+    while not done.is_set():
+        first = min((p.metadata.creation_timestamp for p in pods(core, dag)), default=None)
+        if first is not None:
+            wait = seconds - (datetime.now(first.tzinfo) - first).total_seconds()
+            if not done.wait(max(wait, 0)):
+                set_capacity(core, True)
+            return
+        done.wait(0.2)
 
 
 def set_capacity(core: client.CoreV1Api, free: bool | None) -> None:

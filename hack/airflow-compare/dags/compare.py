@@ -28,7 +28,8 @@ SHAPES: dict[str, dict] = {
     "deadline": {"annotations": kwok("run-forever"), "execution_timeout": timedelta(seconds=15)},
     # a rate-limited image pull (429 toomanyrequests) for 8 s, then the pod runs 2 s
     "rate_limited_pull": {"annotations": kwok("pull-rate-limited", pull_for="8s", run_for="2s")},
-    # no room in the cluster for 25 s (the script labels a node compare-capacity=free then), startup timeout 15 s
+    # no room in the cluster until 25 s after the first pod was created (then the script labels a node
+    # compare-capacity=free, as an autoscaler adds one); startup timeout 15 s
     "capacity_later": {
         "annotations": kwok("succeed", run_for="2s"),
         "node_selector": {"compare-capacity": "free"},

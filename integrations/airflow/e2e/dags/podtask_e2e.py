@@ -52,14 +52,14 @@ with DAG("podtask_e2e", schedule=None, start_date=datetime(2026, 1, 1), catchup=
     )
     PodTaskOperator(
         task_id="timeout",
-        execution_timeout=timedelta(seconds=8),
+        execution_timeout=timedelta(seconds=20),
         annotations=kwok("run-forever"),
         **common,
     )
     PodTaskOperator(
         task_id="timeout_sync",
         deferrable=False,
-        execution_timeout=timedelta(seconds=8),
+        execution_timeout=timedelta(seconds=20),
         annotations=kwok("run-forever"),
         **common,
     )
