@@ -21,13 +21,8 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 LOGS = Path(os.environ.get("PODTASK_AIRFLOW_LOGS", "/tmp"))
 DATE = "2026-01-01T00:00:00+00:00"
 LABEL = "compare-capacity"
-#: what the task log says about the end, in the words of each operator
-REASON = re.compile(
-    r"(AirflowTaskTimeout[^\n]*|PodTask \S+ failed: [^\n]*|PodLaunchFailedException[^\n]*|"
-    r"PodLaunchTimeoutException[^\n]*|Pod \S+ returned a failure[^\n]*|"
-    r"TaskDeferralTimeout[^\n]*|AirflowException: [^\n]*|Pod took too long[^\n]*|"
-    r"ErrImagePull[^\n]*|InvalidImageName[^\n]*)"
-)
+#: the exceptions the task raised, as Python prints them ("module.Class: message")
+EXCEPTION = re.compile(r"^[\w.]*?(\w+(?:Exception|Error|Timeout)): (.+)$", re.MULTILINE)
 
 
 def main(shapes: list[str]) -> None:
@@ -67,8 +62,8 @@ def run_one(core: client.CoreV1Api, shape: str, op: str) -> list[str]:
         p for p in pods(core, dag) if not p.metadata.deletion_timestamp and p.status.phase in ("Pending", "Running")
     ]
     text = log.read_text(errors="replace")
-    found = REASON.findall(text)
-    reason = found[-1][:110].replace("|", "/") if found else ""
+    raised = [f"{cls}: {msg}" for cls, msg in EXCEPTION.findall(text) if not msg.startswith("Traceback")]
+    reason = raised[0][:160].replace("|", "/") if raised else ""
     print(
         f"MEASURE airflow-compare {shape} {op} {state} {duration:.1f} s "
         f"pods_left={len(left)} running_10s_later={len(later)}"

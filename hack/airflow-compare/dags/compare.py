@@ -24,8 +24,8 @@ def kwok(scenario: str, **knobs: str) -> dict[str, str]:
 SHAPES: dict[str, dict] = {
     # baseline: a 2 s task
     "succeed": {"annotations": kwok("succeed", run_for="2s")},
-    # execution_timeout while deferred: a task that would run forever, 15 s budget
-    "deadline": {"annotations": kwok("run-forever"), "execution_timeout": timedelta(seconds=15)},
+    # execution_timeout while deferred: a task that would run forever, 60 s budget
+    "deadline": {"annotations": kwok("run-forever"), "execution_timeout": timedelta(seconds=60)},
     # a rate-limited image pull (429 toomanyrequests) for 8 s, then the pod runs 2 s
     "rate_limited_pull": {"annotations": kwok("pull-rate-limited", pull_for="8s", run_for="2s")},
     # no room in the cluster until 25 s after the first pod was created (then the script labels a node
