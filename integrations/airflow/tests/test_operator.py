@@ -3,6 +3,8 @@ serialised form. No cluster: the end-to-end DAGs (hack/airflow-e2e.sh) run them 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, AirflowTaskTimeout
@@ -126,3 +128,15 @@ def test_provider_info_names_the_modules():
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-podtask"
     assert info["triggers"][0]["python-modules"] == ["podtask_airflow.triggers"]
+
+
+def test_a_refused_create_names_the_api_servers_message_not_the_body():
+    from kubernetes.client import ApiException
+
+    from podtask_airflow.client import api_message
+
+    e = ApiException(status=422, reason="Unprocessable Entity")
+    e.body = json.dumps({"kind": "Status", "message": 'PodTask "x" is invalid: spec.deadline: bad', "details": {}})
+    assert api_message(e) == 'HTTP 422 Unprocessable Entity: PodTask "x" is invalid: spec.deadline: bad'
+    e.body = "not json"
+    assert api_message(e) == "HTTP 422 Unprocessable Entity"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -66,11 +67,13 @@ class PodTasks:
             if e.status == 409:
                 return None
             if e.status == 404:
-                raise RuntimeError(
+                raise PodTaskApiError(
                     f"the PodTask CRD ({PLURAL}.{GROUP}) is not installed in this cluster: "
                     "install podtask (its Helm chart, or `podtask crd | kubectl apply -f -`)"
-                ) from e
-            raise
+                ) from None
+            raise PodTaskApiError(
+                f"creating PodTask {self.namespace}/{body['metadata']['name']} was refused: {api_message(e)}"
+            ) from None
 
     def delete(self, name: str) -> bool:
         """Delete the PodTask; its pods go with it (ownerReferences). False when it was already gone."""
@@ -115,7 +118,7 @@ class PodTasks:
                 if pending:
                     emit(pending.decode(errors="replace"))
             except Exception as e:
-                logging.getLogger(__name__).info("container log of pod %s not available: %s", pod, _short(e))
+                logging.getLogger(__name__).info("container log of pod %s not available: %s", pod, short_error(e))
 
         thread = threading.Thread(target=run, name=f"log-{pod}", daemon=True)
         thread.start()
@@ -172,10 +175,24 @@ class AsyncPodTasks:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            logging.getLogger(__name__).info("container log of pod %s not available: %s", pod, _short(e))
+            logging.getLogger(__name__).info("container log of pod %s not available: %s", pod, short_error(e))
 
 
-def _short(e: Exception) -> str:
+class PodTaskApiError(RuntimeError):
+    """The API server refused a request; the message says why, without the response body."""
+
+
+def api_message(e: ApiException) -> str:
+    """HTTP status and the API server's own message (a Status object's ``message``: which field is invalid,
+    which permission is missing), not the raw body."""
+    try:
+        message = json.loads(e.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"{short_error(e)}: {message}" if message else short_error(e)
+
+
+def short_error(e: Exception) -> str:
     """An API error without its response body (which may hold anything)."""
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", None)

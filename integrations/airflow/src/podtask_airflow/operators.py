@@ -13,7 +13,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowSkipException, AirflowTaskTimeout
 from kubernetes.client import ApiClient
 
-from podtask_airflow.client import Connection, PodTasks
+from podtask_airflow.client import Connection, PodTasks, short_error
 from podtask_airflow.mapping import (
     BASE_CONTAINER,
     UNSUPPORTED,
@@ -424,7 +424,7 @@ class PodTaskOperator(BaseOperator):
                 podtasks.delete(self.podtask_name)
                 self.log.info("deleted PodTask %s", self.podtask_name)
         except Exception as e:
-            self.log.warning("could not delete PodTask %s: %s", self.podtask_name, type(e).__name__)
+            self.log.warning("could not delete PodTask %s: %s", self.podtask_name, short_error(e))
 
 
 def _json(value: Any) -> Any:

@@ -8,7 +8,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from podtask_airflow.client import AsyncPodTasks, Connection
+from podtask_airflow.client import AsyncPodTasks, Connection, short_error
 from podtask_airflow.mapping import BASE_CONTAINER, outcome, running_pod
 
 #: After this many failed reads in a row the trigger gives up and hands the error to the task.
@@ -74,9 +74,11 @@ class PodTaskTrigger(BaseTrigger):
                     errors = 0
                 except Exception as e:
                     errors += 1
-                    self.log.warning("reading PodTask %s/%s failed (%d): %s", self.namespace, self.name, errors, e)
+                    self.log.warning(
+                        "reading PodTask %s/%s failed (%d): %s", self.namespace, self.name, errors, short_error(e)
+                    )
                     if errors >= MAX_READ_ERRORS:
-                        yield TriggerEvent({"event": "error", "name": self.name, "message": str(e)})
+                        yield TriggerEvent({"event": "error", "name": self.name, "message": short_error(e)})
                         return
                     await asyncio.sleep(self.poll_interval)
                     continue
