@@ -32,7 +32,8 @@ def main(shapes: list[str]) -> None:
     for shape in shapes:
         for op in ("kpo", "podtask"):
             rows.append(run_one(core, shape, op))
-    print("\n| shape | operator | Airflow outcome | task duration | first pod → task end | exception raised | pods left |")
+    print("\n| shape | operator | Airflow outcome | task duration | first pod → task end | exception raised |", end="")
+    print(" pods left |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
