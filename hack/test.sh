@@ -6,9 +6,11 @@
 #      (promtool rule tests; every query's metrics scraped from a running operator), the Argo CD Lua health check
 #   4. end to end: a real local control plane (built from the Go module proxy on first use and cached under
 #      ~/.cache/podtask), the real podtask binary, every behaviour of the contract
-#   5. real node (hack/realnode/test.sh): its own control plane plus a real kubelet and containerd, the operator
+#   5. Airflow provider (hack/airflow-e2e.sh): ruff, pytest, then real Airflow in a venv cached under
+#      ~/.cache/podtask/airflow running DAGs of PodTaskOperator against this cluster (PODTASK_SKIP_AIRFLOW=1 skips it)
+#   6. real node (hack/realnode/test.sh): its own control plane plus a real kubelet and containerd, the operator
 #      image built here and installed by Helm; skipped when not root (PODTASK_SKIP_REALNODE=1 skips it too)
-#   6. fault suite, short version (hack/faults.sh): a mixed load on a second control plane whose components it
+#   7. fault suite, short version (hack/faults.sh): a mixed load on a second control plane whose components it
 #      kills, with an invariant checker (PODTASK_SKIP_FAULTS=1 skips it)
 # The cluster is stopped afterwards unless PODTASK_KEEP_CLUSTER=1.
 set -euo pipefail
@@ -47,6 +49,9 @@ step "end-to-end suite"
 cargo test --features e2e --test e2e -- --nocapture 2>&1 | tee target/e2e.log | grep -E "^test |MEASURE|test result|panicked|FAILED" || true
 # the failures' own messages (the filter above keeps only their first line)
 grep -q "^test result: ok" target/e2e.log || { sed -n '/^failures:$/,/^test result/p' target/e2e.log | tail -n 120; exit 1; }
+
+step "Airflow provider: lint, unit tests, airflow dags test against this cluster (skip: PODTASK_SKIP_AIRFLOW=1)"
+if [[ ${PODTASK_SKIP_AIRFLOW:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_AIRFLOW=1)"; else hack/airflow-e2e.sh; fi
 
 step "real-node tier: kubelet + containerd + registry faults, operator installed by Helm"
 if [[ ${PODTASK_SKIP_REALNODE:-0} == 1 ]]; then echo "skipped (PODTASK_SKIP_REALNODE=1)"; else hack/realnode/test.sh; fi
