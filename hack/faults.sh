@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The fault suite (tests/faults): a mixed load of PodTasks on its own local control plane while the operator, the
 # API server and etcd are killed, watches expire and the API throttles podtask; an invariant checker watches
-# everything for the whole run.
+# everything for the whole run, and every fault must have had its effect (a new process, 410s in podtask's
+# watches, 429s to podtask). Then API outages of every kind (kube-apiserver killed, SIGSTOPped, cut off by iptables;
+# etcd killed) with deadlines passing inside them: the worst delay of their enforcement after the API's return.
 #
 #   hack/faults.sh [--long] [--keep] [-- CARGO_TEST_ARGS...]
-#       --long   the long version (hundreds of tasks, >= 50 random operator kills); default: the short CI version
+#       --long   the long version (hundreds of tasks, >= 50 random operator kills, 24 outages with 1, 10 and
+#                100 tasks); default: the short CI version (4 outages of 10 tasks)
 #       --keep   leave the fault cluster running afterwards
 #
 # The cluster is separate from the e2e one (state in ~/.cache/podtask/cluster-faults, ports 61443 for the API server
@@ -20,7 +23,7 @@ while (($#)); do
 	--long) long=1 ;;
 	--keep) keep=1 ;;
 	--) shift; break ;;
-	-h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -42,6 +45,18 @@ hack/cluster.sh down >/dev/null 2>&1 || true
 hack/cluster.sh up >/dev/null
 # shellcheck source=/dev/null
 source hack/test-env.sh
-if ((!keep)); then trap 'hack/cluster.sh down >/dev/null 2>&1 || true' EXIT; fi
+# The outage test drops the API server's packets with iptables and removes its rules itself, also when it fails;
+# should the test process die outright, they are removed here.
+drop_rules_removed() {
+	local dir
+	for dir in --dport --sport; do
+		while iptables -w -D INPUT -i lo -p tcp "$dir" "$PODTASK_APISERVER_PORT" -j DROP 2>/dev/null; do :; done
+	done
+}
+if ((!keep)); then
+	trap 'drop_rules_removed; hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
+else
+	trap drop_rules_removed EXIT
+fi
 
 cargo test --features faults --test faults -- --nocapture --test-threads=1 "$@"

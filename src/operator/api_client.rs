@@ -18,10 +18,12 @@ use tower::{BoxError, ServiceBuilder, ServiceExt as _, retry::RetryLayer};
 use super::throttle::ThrottleLayer;
 
 /// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered before the connection is
-/// dropped (and every request on it fails, to be retried on a new one): a dead connection is noticed within
-/// 40 s even when no request is waiting on it.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// dropped (and every request on it fails, to be retried on a new one): a dead connection (the network between
+/// podtask and the API server dropping packets) is noticed within 10 s, and podtask's probe then finds the API
+/// server again on a new connection. Kept, a connection whose packets were dropped for a while resumes only at
+/// TCP's next retransmission, seconds after the network is back.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client for `config`, sending at most `qps` requests per second with bursts of `burst` (0: no limit).
 pub fn build(config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, kube::Error> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt, future};
+use futures::{Stream, StreamExt, TryStreamExt, future};
 use kube::{
     Api, Client, Resource,
     runtime::{
@@ -76,8 +76,8 @@ pub async fn run_scope(
     let pods = Arc::new(PodCache::default());
     let pod_selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
     let (cache, now) = (pods.clone(), clock.clone());
-    let pod_stream = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic())
-        .default_backoff()
+    let pod_watch = watcher(pods_api, watcher::Config::default().labels(&pod_selector).any_semantic());
+    let pod_stream = resume_with_api(pod_watch, settings.api.clone())
         .inspect_ok(move |e| cache.apply(e, now()))
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
@@ -85,8 +85,8 @@ pub async fn run_scope(
     let (tasks_reader, tasks_writer) = reflector::store();
     let wakeups = Arc::new(Wakeups::default());
     let forget = wakeups.clone();
-    let task_stream = watcher(tasks_api, watcher::Config::default().any_semantic())
-        .default_backoff()
+    let task_watch = watcher(tasks_api, watcher::Config::default().any_semantic());
+    let task_stream = resume_with_api(task_watch, settings.api.clone())
         .modify(trim_task)
         .reflect(tasks_writer)
         // A deleted task's wakeup goes with it.
@@ -146,8 +146,8 @@ pub async fn run_scope(
                 }
                 // error_policy has logged it already.
                 Err(ControllerError::ReconcilerFailed(..)) => {}
-                // A watch failed: the API's trouble is logged once by ApiHealth; a 410 Gone is a routine relist.
-                Err(ControllerError::QueueError(e)) => watch_failed(&e, &failures.api),
+                // Watches retry on their own (resume_with_api): none of their errors comes this way.
+                Err(ControllerError::QueueError(e)) => warn!(error = %e, "watch"),
                 Err(other) => warn!(error = %other, "controller"),
                 Ok(_) => {}
             }
@@ -157,20 +157,76 @@ pub async fn run_scope(
     info!("controller stopped");
 }
 
-fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) {
+/// When a failed watch tries again.
+#[derive(Debug, PartialEq, Eq)]
+enum Retry {
+    /// The whole API is in trouble (ApiHealth knows): as soon as it answers again (or its 429 pause is over).
+    WhenUsable,
+    /// 410 Gone: relist now.
+    Now,
+    /// Something else: after a backoff of this watch's own.
+    Backoff,
+}
+
+/// A watch of the controller's that never pauses the controller and comes back with the API server.
+///
+/// kube-runtime would back a failing watch off for up to 30 s (plus as much again of jitter) and, worse, pause
+/// *every* trigger of the Controller for as long after any trigger's error (its trigger backoff): the wakeups of
+/// due deadlines too, which then waited for up to a minute after the API server's return. Here no error reaches
+/// the Controller: a failure of the whole API goes to ApiHealth (logged once) and the watch starts again the
+/// moment its probe finds the API back; a 410 Gone relists at once; any other failure waits kube's default
+/// backoff (0.8 s doubling to 30 s), logged.
+fn resume_with_api<S, T>(watch: S, api: Arc<ApiHealth>) -> impl Stream<Item = Result<T, watcher::Error>> + Send
+where
+    S: Stream<Item = Result<T, watcher::Error>> + Send + 'static,
+    T: Send + 'static,
+{
+    let state = (Box::pin(watch), api, watcher::DefaultBackoff::default());
+    futures::stream::unfold(state, |(mut watch, api, mut backoff)| async move {
+        loop {
+            match watch.next().await? {
+                Ok(event) => {
+                    kube::runtime::utils::Backoff::reset(&mut backoff);
+                    return Some((Ok(event), (watch, api, backoff)));
+                }
+                Err(error) => match watch_failed(&error, &api) {
+                    Retry::WhenUsable => api.usable().await,
+                    Retry::Now => {}
+                    Retry::Backoff => {
+                        let wait = backoff.next().unwrap_or(std::time::Duration::from_secs(30));
+                        debug!(?wait, "watch: retrying after a backoff");
+                        tokio::time::sleep(wait).await;
+                    }
+                },
+            }
+        }
+    })
+}
+
+fn watch_failed(error: &watcher::Error, api: &Arc<ApiHealth>) -> Retry {
+    let api_error;
     let raw = match error {
         watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
             e
         }
-        watcher::Error::WatchError(status) => {
+        watcher::Error::WatchError(status) if status.code == 410 => {
             debug!(code = status.code, reason = %status.reason, "watch ended by the API server; relisting");
-            return;
+            return Retry::Now;
         }
-        watcher::Error::NoResourceVersion => return warn!("a watch result had no resourceVersion"),
+        watcher::Error::WatchError(status) => {
+            api_error = kube::Error::Api(status.clone());
+            &api_error
+        }
+        watcher::Error::NoResourceVersion => {
+            warn!("a watch result had no resourceVersion");
+            return Retry::Backoff;
+        }
     };
-    if api.report(raw).is_none() {
-        warn!(error = %short_error(raw), "watch failed; retrying");
+    if api.report(raw).is_some() {
+        return Retry::WhenUsable;
     }
+    warn!(error = %short_error(raw), "watch failed; retrying");
+    Retry::Backoff
 }
 
 /// What podtask never reads of a cached PodTask: managedFields, labels and annotations (kubectl's copy of the last
@@ -207,6 +263,52 @@ mod tests {
     use k8s_openapi::api::core::v1::Pod;
     use kube::{ResourceExt, core::DeserializeGuard};
     use serde_json::json;
+
+    /// A watch that failed because the API server went away starts again the moment ApiHealth's probe finds it
+    /// back (not after kube's backoff of up to a minute), a 410 Gone relists at once, and no error of a watch
+    /// reaches the Controller, whose trigger backoff would hold every wakeup (due deadlines) meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_watch_resumes_when_the_api_answers_and_its_errors_stay_out_of_the_controller() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        use tokio::time::{Duration, Instant};
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api = ApiHealth::new(kube::Client::new(service, "default"));
+        let gone = kube::core::Status::failure("too old resource version", "Expired").with_code(410);
+        let events = vec![
+            Err(watcher::Error::WatchFailed(kube::Error::Service("connection refused".into()))),
+            Ok(1),
+            Err(watcher::Error::WatchError(Box::new(gone))),
+            Ok(2),
+        ];
+        let start = Instant::now();
+        let seen = tokio::spawn(
+            resume_with_api(futures::stream::iter(events), api.clone())
+                .map(move |e| (e.map_err(|e| e.to_string()), start.elapsed()))
+                .collect::<Vec<_>>(),
+        );
+        // The API server stays away for a minute: every probe fails, then one finds it back.
+        let version = r#"{"major":"1","minor":"36","gitVersion":"v1.36.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#;
+        let back = loop {
+            let (_, reply) = handle.next_request().await.expect("a probe");
+            if start.elapsed() < Duration::from_secs(60) {
+                assert!(!seen.is_finished(), "nothing goes on while the API is away");
+                reply.send_error(kube::Error::Service("connection refused".into()));
+            } else {
+                reply.send_response(Response::builder().body(Body::from(version.as_bytes().to_vec())).unwrap());
+                break start.elapsed();
+            }
+        };
+        let seen = seen.await.expect("the watch ends");
+        let oks: Vec<_> = seen.iter().map(|(e, _)| e.clone().expect("no error reaches the controller")).collect();
+        assert_eq!(oks, [1, 2]);
+        let resumed = seen[0].1;
+        assert!(
+            resumed >= back && resumed - back < Duration::from_millis(100),
+            "back at {back:?}, resumed at {resumed:?}"
+        );
+        assert_eq!(seen[1].1, resumed, "a 410 relists at once");
+    }
 
     /// The engine decides the same on a trimmed pod and task as on the whole ones, in every state and at every
     /// moment.

@@ -249,3 +249,27 @@ async fn finished_task_is_deleted_after_its_ttl() {
     assert!(after >= 3000, "deleted {after}ms after completion, before its 3s TTL");
     assert!(after < 8000, "deleted {after}ms after completion");
 }
+
+/// A pod that failed, deleted by podtask when its task ends, disappears as under a kubelet, whose simulation
+/// (the kwok stages) completes the deletion of a pod in any phase. Someone else's finalizer on the pod keeps it,
+/// once deleted, Failed with a deletionTimestamp (as a pod that failed while the API server was away and was
+/// deleted on its return), instead of the API server removing it at once.
+#[tokio::test]
+async fn a_failed_pod_deleted_by_podtask_disappears() {
+    let env = Env::start("a_failed_pod_deleted_by_podtask_disappears").await;
+    env.create("held", json!({"template": template("fail", &[("run-for", "3s"), ("exit-code", "2")])})).await;
+    let pod = wait_for("the pod of held", T, async || env.pods_of("held").await.into_iter().next()).await;
+    let name = pod.metadata.name.clone().expect("a name");
+    let hold = json!({"metadata": {"finalizers": ["podtask.dev/e2e-hold"]}});
+    env.pods()
+        .patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&hold))
+        .await
+        .expect("add a finalizer");
+    let task = env.wait_finished("held", T).await;
+    assert_eq!((status(&task).phase, reason(&task).as_str()), (Phase::Failed, "PodFailed"), "{}", yaml(&task));
+    env.wait_no_pods("held", Duration::from_secs(10)).await;
+    let seen = env.pods_seen("held");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].phase.as_deref(), Some("Failed"), "the pod had failed before it was deleted: {seen:?}");
+    assert!(seen[0].deletion_seen.is_some() && seen[0].gone.is_some(), "{seen:?}");
+}

@@ -105,7 +105,10 @@ async fn invalid_manifests_are_rejected_at_apply_time() {
                 s["podFailurePolicy"] = json!({"rules": [{"action": "Fail",
                     "onExitCodes": {"operator": "In", "values": [2]}, "onPodConditions": [{"type": "DisruptionTarget"}]}]})
             },
-            &["spec.podFailurePolicy.rules[0]", "set exactly one of onExitCodes or onPodConditions"],
+            &[
+                "spec.podFailurePolicy.rules[0]",
+                "set exactly one of onExitCodes, onPodConditions or onTerminationReasons",
+            ],
         ),
         (
             "rule-in-zero",

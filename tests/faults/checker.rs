@@ -207,6 +207,21 @@ pub struct AuditedCreate {
 }
 
 /// The pod creates (HTTP 201) in `ns` recorded in the audit log.
+/// LISTs of pods and PodTasks by the operator's user received at `since` or later: its watches' relists.
+pub fn audited_relists(path: &Path, since: Timestamp) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "list")
+        .filter(|e| e["user"]["username"] == crate::inject::OPERATOR_USER)
+        .filter(|e| e["responseStatus"]["code"] == 200)
+        .filter(|e| {
+            e["requestReceivedTimestamp"].as_str().and_then(|t| t.parse::<Timestamp>().ok()).is_some_and(|t| t >= since)
+        })
+        .count()
+}
+
 pub fn audited_creates(path: &Path, ns: &str) -> Vec<AuditedCreate> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()

@@ -34,8 +34,10 @@ pub struct Replica {
 impl Replica {
     pub fn spawn(ns: &str, identity: &str, kubeconfig: &Path, leader_elect: bool, log: PathBuf) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
-        // PODTASK_FAULTS_LOG_LEVEL: e.g. "info,podtask::operator::api_health=debug" to see every probe
-        let level = std::env::var("PODTASK_FAULTS_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        // PODTASK_FAULTS_LOG_LEVEL: e.g. "info,podtask::operator::api_health=debug" to see every probe. By
+        // default the watches' 410 relists are logged (debug lines of the controller), which the suite counts.
+        let level = std::env::var("PODTASK_FAULTS_LOG_LEVEL")
+            .unwrap_or_else(|_| "info,podtask::operator::controller=debug".into());
         let mut args: Vec<String> = [
             "run",
             "--namespaces",
@@ -149,14 +151,51 @@ pub struct Return {
     pub all_up: Timestamp,
 }
 
-pub async fn cluster_up(client: &kube::Client) -> Return {
-    let first_ok = async |path: &str| loop {
-        let probe = http::Request::get(path).body(Vec::new()).expect("a request");
-        if let Ok(Ok(_)) = tokio::time::timeout(SECOND, client.request_text(probe)).await {
-            return Timestamp::now();
+/// When `path` first answers, asked every 50 ms over a new connection each time (a connection that hung in an
+/// outage is never reused, so the figure is the server's, not the test client's).
+async fn first_ok(path: &str) -> Timestamp {
+    loop {
+        if let Ok(client) = kube::Client::try_default().await {
+            let probe = http::Request::get(path).body(Vec::new()).expect("a request");
+            if let Ok(Ok(_)) = tokio::time::timeout(SECOND, client.request_text(probe)).await {
+                return Timestamp::now();
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+/// The pid of a running control-plane component, from hack/cluster.sh's pid file, checked against
+/// /proc/<pid>/exe (never a pid that was reused by another program).
+pub fn component_pid(name: &str) -> Option<u32> {
+    let pid: u32 =
+        std::fs::read_to_string(state_dir().join("pids").join(format!("{name}.pid"))).ok()?.trim().parse().ok()?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    let file = exe.file_name()?.to_string_lossy().into_owned();
+    (file == name || file == format!("{name} (deleted)")).then_some(pid)
+}
+
+/// Kill a component and start it again (`hack/cluster.sh kill`, then `up` after `down_for`); the kill must have
+/// produced a new process, or the fault did not happen.
+/// With `expire_watches`, etcd's history is compacted past every revision anyone has seen while the API server
+/// is down, so every watch that resumes gets 410 Gone.
+pub async fn restart_component(name: &'static str, down_for: Duration, expire_watches: bool) -> (Timestamp, Return) {
+    let before = component_pid(name).unwrap_or_else(|| panic!("{name} is not running"));
+    let down = Timestamp::now();
+    kill_component(name).await;
+    if expire_watches {
+        let rev = compact_etcd().await;
+        println!("faults: compacted etcd at revision {rev}");
+    }
+    tokio::time::sleep(down_for).await;
+    let back = cluster_up_fresh().await;
+    let after = component_pid(name).unwrap_or_else(|| panic!("{name} did not start again"));
+    assert_ne!(before, after, "{name} was killed but no new process runs");
+    assert!(std::fs::metadata(format!("/proc/{before}")).is_err(), "the killed {name} (pid {before}) still runs");
+    (down, back)
+}
+
+async fn cluster_up_fresh() -> Return {
     let up = async {
         let (ok, out) = tokio::task::spawn_blocking(|| run(Command::new(cluster_sh()).arg("up"))).await.expect("join");
         assert!(ok, "hack/cluster.sh up failed: {out}");
@@ -164,6 +203,112 @@ pub async fn cluster_up(client: &kube::Client) -> Return {
     };
     let (answers, ready, all_up) = tokio::join!(first_ok("/version"), first_ok("/readyz"), up);
     Return { answers, ready, all_up }
+}
+
+/// The kinds of API outage the outage test injects.
+#[derive(Clone, Copy, Debug)]
+pub enum OutageKind {
+    KillApiServer,
+    /// SIGSTOP: the API server's connections hang instead of failing.
+    StopApiServer,
+    /// iptables drops every packet to and from the API server's port (loopback only).
+    DropApiServer,
+    KillEtcd,
+}
+
+/// An outage in progress; ending it (or dropping it, on a panic) restores what it changed.
+pub struct Outage {
+    kind: OutageKind,
+    pid: Option<u32>,
+    rules: Option<DropRules>,
+}
+
+/// iptables rules dropping the API server's traffic on loopback; removed when dropped.
+struct DropRules {
+    port: String,
+}
+
+impl DropRules {
+    fn args(&self, op: &str) -> [Vec<String>; 2] {
+        ["--dport", "--sport"].map(|dir| {
+            ["-w", op, "INPUT", "-i", "lo", "-p", "tcp", dir, &self.port, "-j", "DROP"].map(String::from).to_vec()
+        })
+    }
+    fn insert(port: String) -> Self {
+        let rules = Self { port };
+        for args in rules.args("-I") {
+            let (ok, out) = run(Command::new("iptables").args(&args));
+            assert!(ok, "iptables {args:?}: {out}");
+        }
+        rules
+    }
+}
+
+impl Drop for DropRules {
+    fn drop(&mut self) {
+        for args in self.args("-D") {
+            let (ok, out) = run(Command::new("iptables").args(&args));
+            if !ok {
+                eprintln!("faults: could not remove the iptables rule {args:?}: {out}");
+            }
+        }
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if let (OutageKind::StopApiServer, Some(pid)) = (self.kind, self.pid.take()) {
+            let _ = run(Command::new("kill").args(["-CONT", &pid.to_string()]));
+        }
+    }
+}
+
+pub async fn outage_begin(kind: OutageKind) -> Outage {
+    let mut outage = Outage { kind, pid: None, rules: None };
+    match kind {
+        OutageKind::KillApiServer | OutageKind::KillEtcd => {
+            let name = if matches!(kind, OutageKind::KillEtcd) { "etcd" } else { "kube-apiserver" };
+            outage.pid = Some(component_pid(name).unwrap_or_else(|| panic!("{name} is not running")));
+            kill_component(name).await;
+        }
+        OutageKind::StopApiServer => {
+            let pid = component_pid("kube-apiserver").expect("kube-apiserver is not running");
+            let (ok, out) = run(Command::new("kill").args(["-STOP", &pid.to_string()]));
+            assert!(ok, "kill -STOP {pid}: {out}");
+            outage.pid = Some(pid);
+        }
+        OutageKind::DropApiServer => {
+            let ports = std::fs::read_to_string(state_dir().join("ports")).expect("$STATE/ports");
+            let port = ports.lines().find_map(|l| l.strip_prefix("kube-apiserver=")).expect("the API server's port");
+            outage.rules = Some(DropRules::insert(port.trim().to_owned()));
+        }
+    }
+    outage
+}
+
+/// End the outage and wait until the API server answers again (and the whole cluster is up). A killed component
+/// must have been replaced by a new process.
+pub async fn outage_end(mut outage: Outage) -> Return {
+    match outage.kind {
+        OutageKind::KillApiServer | OutageKind::KillEtcd => {
+            let name = if matches!(outage.kind, OutageKind::KillEtcd) { "etcd" } else { "kube-apiserver" };
+            let back = cluster_up_fresh().await;
+            let before = outage.pid.take().expect("the killed pid");
+            let after = component_pid(name).unwrap_or_else(|| panic!("{name} did not start again"));
+            assert_ne!(before, after, "{name} was killed but no new process runs");
+            back
+        }
+        OutageKind::StopApiServer => {
+            drop(outage);
+            let (answers, ready) = tokio::join!(first_ok("/version"), first_ok("/readyz"));
+            Return { answers, ready, all_up: ready }
+        }
+        OutageKind::DropApiServer => {
+            drop(outage.rules.take());
+            let (answers, ready) = tokio::join!(first_ok("/version"), first_ok("/readyz"));
+            Return { answers, ready, all_up: ready }
+        }
+    }
 }
 
 fn etcd_url(path: &str) -> String {
@@ -179,12 +324,13 @@ fn etcd_post(path: &str, body: &str) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcd {path} answered {out}: {e}"))
 }
 
-/// Compact etcd's history up to its current revision: every watch resumed from an older resourceVersion gets
-/// 410 Gone and must relist. Returns the revision.
+/// Write one key outside the API server's prefix, then compact etcd's history up to that write: every watch
+/// resumed from any resourceVersion seen before gets 410 Gone and must relist. Returns the revision.
 pub async fn compact_etcd() -> i64 {
     tokio::task::spawn_blocking(|| {
-        // "Lw==" is "/": any key will do, the header carries the store's revision.
-        let head = etcd_post("/v3/kv/range", r#"{"key":"Lw==","limit":1}"#);
+        // "L3BvZHRhc2stZmF1bHRzL21hcmtlcg==" is "/podtask-faults/marker", "MQ==" is "1"; the header carries the
+        // store's revision after the write.
+        let head = etcd_post("/v3/kv/put", r#"{"key":"L3BvZHRhc2stZmF1bHRzL21hcmtlcg==","value":"MQ=="}"#);
         let rev: i64 = head["header"]["revision"].as_str().and_then(|r| r.parse().ok()).expect("etcd revision");
         etcd_post("/v3/kv/compaction", &format!(r#"{{"revision":"{rev}","physical":true}}"#));
         rev
