@@ -12,7 +12,7 @@ use crate::harness::*;
 
 /// How long the kubelet stays frozen: long enough for the node lifecycle controller to call the node Unknown
 /// (its grace period is 50 s) and for a deadline to pass meanwhile.
-const FREEZE: Duration = Duration::from_secs(90);
+const FREEZE: Duration = Duration::from_secs(75);
 
 async fn node_ready(env: &Env) -> String {
     let nodes: Api<Node> = Api::all(env.client.clone());
@@ -51,7 +51,7 @@ fn state(t: &Value) -> String {
     format!("{}/{}: {}", phase(t), reason(t), message(t))
 }
 
-/// The kubelet frozen for 90 s mid-task, then resumed. Task `runs` (main sleeps 60 s, so it exits while the node
+/// The kubelet frozen for 75 s mid-task, then resumed. Task `runs` (main sleeps 60 s, so it exits while the node
 /// is unreachable) is reported Running/NodeUnreachable naming the node while the node is lost, and Succeeded
 /// after the kubelet is back. Task `late` (60 s budget) reaches its deadline while the node is lost: reported
 /// Failed/DeadlineExceeded at once with the stop "requested", and told done once its pod is gone after the
