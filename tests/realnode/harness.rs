@@ -240,7 +240,9 @@ impl Env {
             let mut stream = watcher(pods, watcher::Config::default()).boxed();
             while let Some(Ok(ev)) = stream.next().await {
                 match ev {
-                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => record(&mut book.lock().unwrap(), &p, false),
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        record(&mut book.lock().unwrap(), &p, false)
+                    }
                     watcher::Event::Delete(p) => record(&mut book.lock().unwrap(), &p, true),
                     _ => {}
                 }

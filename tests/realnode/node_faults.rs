@@ -60,8 +60,7 @@ fn state(t: &Value) -> String {
 async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
     let env = Env::start_disruptive("kubelet_frozen").await;
     wait_node_ready(&env).await;
-    env.create("runs", json!({"template": template(&image(), "sleep 60; exit 0"), "executionTimeout": "300s"}))
-        .await;
+    env.create("runs", json!({"template": template(&image(), "sleep 60; exit 0"), "executionTimeout": "300s"})).await;
     let stubborn = "trap 'exit 143' TERM; while :; do sleep 1; done";
     env.create("late", json!({"template": template(&image(), stubborn), "executionTimeout": "60s"})).await;
     wait_running(&env, "runs").await;
@@ -108,9 +107,7 @@ async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
     tl.at("kubelet resumed".into());
     let writes_while_frozen = runs_versions.len();
 
-    let (runs, _) = env
-        .wait_task("runs", "runs to finish after the resume", Duration::from_secs(120), finished)
-        .await;
+    let (runs, _) = env.wait_task("runs", "runs to finish after the resume", Duration::from_secs(120), finished).await;
     tl.at(format!("runs {}", state(&runs)));
     let (late_done, _) = env
         .wait_task("late", "late's pod gone and its message updated", Duration::from_secs(120), |t| {
@@ -121,7 +118,9 @@ async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
     for line in &tl.lines {
         println!("MEASURE realnode: partition timeline: {line}");
     }
-    println!("MEASURE realnode: partition: status versions of `runs` seen while frozen {FREEZE:?}: {writes_while_frozen}");
+    println!(
+        "MEASURE realnode: partition: status versions of `runs` seen while frozen {FREEZE:?}: {writes_while_frozen}"
+    );
 
     let t = unreachable_seen.unwrap_or_else(|| panic!("runs never said NodeUnreachable:\n{}", tl.lines.join("\n")));
     assert_eq!(phase(&t), "Running", "{}", yaml(&t));
@@ -130,8 +129,9 @@ async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
     assert_eq!(phase(&runs), "Succeeded", "{}", yaml(&runs));
     assert_eq!(runs["status"]["exitCode"], 0, "{}", yaml(&runs));
 
-    let t = requested_while_pod_exists
-        .unwrap_or_else(|| panic!("late never reported DeadlineExceeded while its pod existed:\n{}", tl.lines.join("\n")));
+    let t = requested_while_pod_exists.unwrap_or_else(|| {
+        panic!("late never reported DeadlineExceeded while its pod existed:\n{}", tl.lines.join("\n"))
+    });
     assert_eq!(phase(&t), "Failed", "{}", yaml(&t));
     assert!(message(&t).contains("requested"), "the stop is reported as requested: {}", yaml(&t));
     assert_eq!(reason(&late_done), "DeadlineExceeded", "{}", yaml(&late_done));
@@ -148,14 +148,16 @@ async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
 async fn restart_mid_task(test: &str, action: &str) {
     let env = Env::start_disruptive(test).await;
     wait_node_ready(&env).await;
-    env.create("steady", json!({"template": template(&image(), "sleep 20; exit 0"), "executionTimeout": "120s"}))
-        .await;
+    env.create("steady", json!({"template": template(&image(), "sleep 20; exit 0"), "executionTimeout": "120s"})).await;
     wait_running(&env, "steady").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let t0 = Timestamp::now();
     node(action);
     wait_node_ready(&env).await;
-    println!("realnode: {action}: node Ready again {:.1} s after the restart began", secs_between(t0, Timestamp::now()));
+    println!(
+        "realnode: {action}: node Ready again {:.1} s after the restart began",
+        secs_between(t0, Timestamp::now())
+    );
     let mut seen = vec![];
     let t = env.wait_finished("steady", Duration::from_secs(90), &mut seen).await;
     assert_eq!(phase(&t), "Succeeded", "{}\nseen: {seen:#?}", yaml(&t));

@@ -32,8 +32,7 @@ async fn injected_sidecar_does_not_hold_the_task_and_main_decides_success() {
     let env = Env::start("injected_sidecar_ok").await;
     proxy_injector(&env).await;
     env.create("mesh", json!({"template": injected("sleep 3; exit 0"), "executionTimeout": "120s"})).await;
-    let (t, ended) =
-        env.wait_task("mesh", "the task to finish", Duration::from_secs(60), |t| finished(t)).await;
+    let (t, ended) = env.wait_task("mesh", "the task to finish", Duration::from_secs(60), finished).await;
     assert_eq!(phase(&t), "Succeeded", "{}", yaml(&t));
     assert_eq!(t["status"]["exitCode"], 0, "{}", yaml(&t));
     env.wait_no_pods("mesh", Duration::from_secs(30)).await;
@@ -83,8 +82,7 @@ async fn deciding_containers_leave_a_template_helper_out() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "helper", "image": image(), "command": ["/bin/sh", "-c", FOREVER]}));
-    env.create("helped", json!({"template": tmpl, "decidingContainers": ["main"], "executionTimeout": "120s"}))
-        .await;
+    env.create("helped", json!({"template": tmpl, "decidingContainers": ["main"], "executionTimeout": "120s"})).await;
     let t = env.wait_finished("helped", Duration::from_secs(60), &mut vec![]).await;
     assert_eq!(phase(&t), "Succeeded", "{}", yaml(&t));
     assert_eq!(t["status"]["exitCode"], 0, "{}", yaml(&t));
@@ -114,7 +112,7 @@ async fn kept_pod_has_its_sidecar_stopped() {
     proxy_injector(&env).await;
     env.create("kept", json!({"template": injected("sleep 2; exit 0"), "cleanup": "Keep", "executionTimeout": "300s"}))
         .await;
-    let (t, ended) = env.wait_task("kept", "the task to finish", Duration::from_secs(60), |t| finished(t)).await;
+    let (t, ended) = env.wait_task("kept", "the task to finish", Duration::from_secs(60), finished).await;
     assert_eq!(phase(&t), "Succeeded", "{}", yaml(&t));
     let name = s(&t, "/status/podName").to_owned();
     let pods: Api<k8s_openapi::api::core::v1::Pod> = env.pods();
