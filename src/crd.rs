@@ -36,6 +36,7 @@ use crate::{duration::Duration, time_spec::TimeSpec};
     ).message("spec cannot change once the PodTask exists (its pod may already be running, as with a Job's template): delete the PodTask and create it again to run something else")
 )]
 #[x_kube(validation = Rule::new("has(self.template.spec) && size(self.template.spec.containers) > 0").message("template.spec.containers must list at least one container"))]
+#[x_kube(validation = Rule::new("!has(self.decidingContainers) || (has(self.template.spec) && self.decidingContainers.all(n, self.template.spec.containers.exists(c, c.name == n)))").message("decidingContainers must name containers of template.spec.containers"))]
 #[x_kube(validation = Rule::new("!has(self.template.spec) || !has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Never'").message("template.spec.restartPolicy must be Never or left out: podtask retries failed attempts itself (see spec.retry)"))]
 #[serde(rename_all = "camelCase")]
 pub struct PodTaskSpec {
@@ -45,9 +46,10 @@ pub struct PodTaskSpec {
     // with one empty template in common (controller::trim_task).
     pub template: std::sync::Arc<PodTemplateSpec>,
 
-    /// Budget for the whole task, all attempts and backoff included, counted from the first pod's launch
-    /// (e.g. 30m, 1h30m). When it runs out the pod is deleted and the task fails with DeadlineExceeded.
-    /// Restarts of the operator never extend it.
+    /// Budget for the whole task, all attempts and backoff included, counted from the first attempt to launch
+    /// its pod: the first pod create request, whether the API server accepted it or refused it (a full
+    /// ResourceQuota, say) (e.g. 30m, 1h30m). When it runs out the pod is deleted and the task fails with
+    /// DeadlineExceeded. Restarts of the operator never extend it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_timeout: Option<Duration>,
 
@@ -80,6 +82,16 @@ pub struct PodTaskSpec {
     /// with no match, spec.retry decides. As a Job's podFailurePolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_failure_policy: Option<PodFailurePolicy>,
+
+    /// The containers whose ends decide the task (by name, from template.spec.containers). Unset: every
+    /// container the template lists. The task ends when these have all terminated: it succeeds when they all
+    /// exited 0, and otherwise fails with the first non-zero exit code among them. Containers that admission
+    /// adds to the pod (a service mesh's proxy, say) never decide; list only your main container here when the
+    /// template itself carries a long-running helper (a log shipper, a database proxy). Whatever still runs in
+    /// the pod when the outcome is known is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 20))]
+    pub deciding_containers: Option<Vec<String>>,
 }
 
 /// Rules for failed attempts, evaluated in order against each attempt whose pod failed.
@@ -95,8 +107,8 @@ pub struct PodFailurePolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [{
-    "rule": "has(self.onExitCodes) != has(self.onPodConditions)",
-    "message": "set exactly one of onExitCodes or onPodConditions in each rule"
+    "rule": "(has(self.onExitCodes) ? 1 : 0) + (has(self.onPodConditions) ? 1 : 0) + (has(self.onTerminationReasons) ? 1 : 0) == 1",
+    "message": "set exactly one of onExitCodes, onPodConditions or onTerminationReasons in each rule"
 }]))]
 pub struct PodFailurePolicyRule {
     /// Fail (the task fails now, no retry), Retry (counts against retry.limit, whatever retry.reasons says),
@@ -110,6 +122,23 @@ pub struct PodFailurePolicyRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 20))]
     pub on_pod_conditions: Option<Vec<OnPodCondition>>,
+    /// Match on why a deciding container (or an init container) ended, as the kubelet reports it: OOMKilled
+    /// (it ran out of memory), Error, ContainerCannotRun, StartError, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_termination_reasons: Option<OnTerminationReasons>,
+}
+
+/// A requirement on why the pod's containers terminated, e.g. `{values: [OOMKilled]}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OnTerminationReasons {
+    /// Only this container. Unset: any deciding container or init container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub container_name: Option<String>,
+    /// The termination reasons (1 to 20), e.g. OOMKilled.
+    #[schemars(length(min = 1, max = 20), extend("x-kubernetes-list-type" = "set"))]
+    pub values: Vec<String>,
 }
 
 /// What a matching rule does with the failed attempt.
@@ -180,9 +209,9 @@ pub struct RetryPolicy {
     pub backoff: Option<Backoff>,
 
     /// Which attempt outcomes are retried. Default: ImagePullTimeout, StartupTimeout, Unschedulable, Evicted,
-    /// PodLost. Add PodFailed to retry containers that exit non-zero.
+    /// PodLost. Add PodFailed to retry containers that exit non-zero, OOMKilled to retry out-of-memory kills.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 6))]
+    #[schemars(length(max = 7))]
     pub reasons: Option<Vec<RetryReason>>,
 }
 
@@ -211,6 +240,7 @@ pub enum RetryReason {
     Evicted,
     PodLost,
     PodFailed,
+    OOMKilled,
 }
 
 /// What happens to a finished pod.
@@ -286,6 +316,8 @@ pub enum Reason {
     BackingOff,
     /// A ResourceQuota refused the pod; podtask retries the create.
     QuotaExceeded,
+    /// The pod's node stopped answering: the pod may still be running there, or not; its state is unknown.
+    NodeUnreachable,
 
     // Outcomes.
     Completed,
@@ -301,6 +333,8 @@ pub enum Reason {
     ErrImageNeverPull,
     /// A container exited non-zero.
     PodFailed,
+    /// A container of the task was killed for exceeding its memory limit (exit code 137).
+    OOMKilled,
     /// The pod was evicted or preempted.
     Evicted,
     /// The pod disappeared or was deleted by someone else.
@@ -389,6 +423,13 @@ pub struct AttemptRecord {
     /// RetryWithoutCounting`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_rule: Option<String>,
+    /// For an attempt stopped at the deadline: when podtask asked its pod to stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_requested_time: Option<Time>,
+    /// For an attempt stopped at the deadline: when podtask saw its pod gone (or finished). Unset while the stop
+    /// is under way: until then the pod may still be running (on a node that stopped answering, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_gone_time: Option<Time>,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -15,8 +15,8 @@ pub const WORK: &[Rule] = &[
     Rule {
         group: "",
         resource: "pods",
-        verbs: &["create", "delete", "get", "list", "watch"],
-        why: "Pods: one per attempt. Created, watched, read fresh before a verdict, deleted at timeouts, deadlines and for cleanup. Never patched or updated.",
+        verbs: &["create", "delete", "get", "list", "patch", "watch"],
+        why: "Pods: one per attempt. Created, watched, read fresh before a verdict, deleted at timeouts, deadlines and for cleanup. Patched only to lower the activeDeadlineSeconds of a finished task's kept pod, so its sidecars stop.",
     },
     Rule {
         group: "podtask.dev",

@@ -1,12 +1,13 @@
 //! What a pod is doing, in podtask's terms: started or not, and if not, what it is waiting for and whether that
 //! can still get better (the table in the behaviour contract, row by row).
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 
 use crate::crd::Reason;
 
-/// Bound on the termination message podtask copies into status.
-pub const MAX_TERMINATION_MESSAGE: usize = 1024;
+/// Bound on the termination message podtask copies into status: the kubelet's own bound for the log lines it keeps
+/// of a failed container (`FallbackToLogsOnError`), so those arrive whole.
+pub const MAX_TERMINATION_MESSAGE: usize = 2048;
 
 /// A pod's state as the decision core needs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,11 +19,21 @@ pub enum PodState {
     Failed(Failure),
 }
 
-/// Exit code and termination message of the container that decided the outcome.
+/// How the container that decided the outcome ended.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Termination {
     pub exit_code: Option<i32>,
     pub message: Option<String>,
+    /// The kubelet's word for the end: Completed, Error, OOMKilled, ContainerCannotRun, ...
+    pub reason: Option<String>,
+    pub container: Option<String>,
+}
+
+impl Termination {
+    /// The kernel killed the container for exceeding its memory limit.
+    pub fn oom_killed(&self) -> bool {
+        self.reason.as_deref() == Some("OOMKilled")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -54,57 +65,128 @@ pub enum WaitClass {
     ConfigError,
 }
 
-/// Classify a pod from its status.
-pub fn classify(pod: &Pod) -> PodState {
+/// The containers whose ends decide a pod's outcome, by name: those the task's template lists (or names in
+/// `decidingContainers`). Containers that admission added (a mesh's proxy) are not among them; nor are init
+/// containers, native sidecars included. Empty: every container decides.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deciding<'a>(pub &'a [String]);
+
+impl Deciding<'_> {
+    pub fn includes(&self, container: &str) -> bool {
+        self.0.is_empty() || self.0.iter().any(|name| name == container)
+    }
+
+    /// The deciding containers' ends, once every one of them has terminated.
+    fn ended<'c>(&self, containers: &'c [ContainerStatus]) -> Option<Vec<(&'c str, &'c ContainerStateTerminated)>> {
+        let ended: Vec<_> = containers
+            .iter()
+            .filter(|c| self.includes(&c.name))
+            .map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)))
+            .collect::<Option<_>>()?;
+        let all_listed = self.0.iter().all(|name| ended.iter().any(|(n, _)| n == name));
+        (!ended.is_empty() && all_listed).then_some(ended)
+    }
+}
+
+/// Classify a pod from its status: its outcome is its deciding containers' once they have all ended, whatever
+/// other containers still run.
+pub fn classify(pod: &Pod, deciding: Deciding<'_>) -> PodState {
     let status = pod.status.clone().unwrap_or_default();
     let containers = status.container_statuses.as_deref().unwrap_or_default();
+    let inits = status.init_container_statuses.as_deref().unwrap_or_default();
     match status.phase.as_deref() {
-        Some("Succeeded") => PodState::Succeeded(termination(containers, |code| code == 0)),
-        Some("Failed") => PodState::Failed(failure(status.reason.as_deref(), status.message.as_deref(), containers)),
-        Some("Running") => PodState::Running,
-        _ => match waiting(pod) {
-            Some(w) => PodState::Waiting(w),
-            // Pending with every container already running or terminated: the phase will follow.
-            None => PodState::Running,
+        Some("Failed") => match pod_failure(status.reason.as_deref(), status.message.as_deref()) {
+            Some(f) => PodState::Failed(f),
+            None => match deciding.ended(containers) {
+                Some(ended) => outcome(&ended),
+                None => {
+                    PodState::Failed(failure(status.reason.as_deref(), status.message.as_deref(), containers, inits))
+                }
+            },
+        },
+        phase => match deciding.ended(containers) {
+            Some(ended) => outcome(&ended),
+            None if phase == Some("Succeeded") => PodState::Succeeded(first_ended(containers)),
+            None if phase == Some("Running") => PodState::Running,
+            None => match waiting(pod) {
+                Some(w) => PodState::Waiting(w),
+                // Pending with every container already running or terminated: the phase will follow.
+                None => PodState::Running,
+            },
         },
     }
 }
 
-fn failure(pod_reason: Option<&str>, pod_message: Option<&str>, containers: &[ContainerStatus]) -> Failure {
-    match pod_reason {
-        Some("DeadlineExceeded") => return Failure::DeadlineExceeded,
-        Some(
-            r @ ("Evicted"
-            | "Preempting"
-            | "NodeLost"
-            | "Shutdown"
-            | "NodeShutdown"
-            | "Terminated"
-            | "UnexpectedAdmissionError"),
-        ) => {
-            return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
+/// Succeeded when every deciding container exited 0, else failed with the first that did not.
+fn outcome(ended: &[(&str, &ContainerStateTerminated)]) -> PodState {
+    match ended.iter().find(|(_, t)| t.exit_code != 0) {
+        Some((name, t)) => PodState::Failed(Failure::Exit(termination_of(name, t))),
+        None => {
+            let (name, t) = ended[0];
+            PodState::Succeeded(termination_of(name, t))
         }
-        _ => {}
     }
-    let t = termination(containers, |code| code != 0);
-    if t.exit_code.is_none()
+}
+
+fn termination_of(container: &str, t: &ContainerStateTerminated) -> Termination {
+    Termination {
+        exit_code: Some(t.exit_code),
+        message: t.message.as_deref().map(bounded).filter(|m| !m.is_empty()),
+        reason: t.reason.clone(),
+        container: Some(container.to_owned()),
+    }
+}
+
+/// The first container's end, of a pod that succeeded without naming its deciding containers' ends.
+fn first_ended(containers: &[ContainerStatus]) -> Termination {
+    let first = containers.iter().find_map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)));
+    first.map(|(name, t)| termination_of(name, t)).unwrap_or_default()
+}
+
+/// A pod-level end that is not the workload's doing.
+fn pod_failure(pod_reason: Option<&str>, pod_message: Option<&str>) -> Option<Failure> {
+    match pod_reason? {
+        "DeadlineExceeded" => Some(Failure::DeadlineExceeded),
+        r @ ("Evicted"
+        | "Preempting"
+        | "NodeLost"
+        | "Shutdown"
+        | "NodeShutdown"
+        | "Terminated"
+        | "UnexpectedAdmissionError") => {
+            Some(Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}"))))
+        }
+        _ => None,
+    }
+}
+
+/// A failed pod whose deciding containers did not all end (an init container failed, or the pod failed before
+/// they ran): the first container that exited non-zero, else the pod's own reason.
+fn failure(
+    pod_reason: Option<&str>,
+    pod_message: Option<&str>,
+    containers: &[ContainerStatus],
+    inits: &[ContainerStatus],
+) -> Failure {
+    let terminated = || {
+        containers
+            .iter()
+            .chain(inits)
+            .filter_map(|c| Some((c.name.as_str(), c.state.as_ref().and_then(|s| s.terminated.as_ref())?)))
+    };
+    let pick = terminated().find(|(_, t)| t.exit_code != 0).or_else(|| terminated().next());
+    if pick.is_none()
         && let Some(r) = pod_reason
     {
         // The pod failed without a container saying why (e.g. OutOfcpu at admission).
         return Failure::Evicted(pod_message.map_or_else(|| r.to_owned(), |m| format!("{r}: {m}")));
     }
-    Failure::Exit(t)
+    Failure::Exit(pick.map(|(name, t)| termination_of(name, t)).unwrap_or_default())
 }
 
-/// The first terminated container whose exit code matches `decisive`, else the first terminated one.
-fn termination(containers: &[ContainerStatus], decisive: impl Fn(i32) -> bool) -> Termination {
-    let terminated = || containers.iter().filter_map(|c| c.state.as_ref().and_then(|s| s.terminated.as_ref()));
-    let pick = terminated().find(|t| decisive(t.exit_code)).or_else(|| terminated().next());
-    Termination { exit_code: pick.map(|t| t.exit_code), message: pick.and_then(|t| t.message.as_deref()).map(bounded) }
-}
-
+/// At most `MAX_TERMINATION_MESSAGE` bytes, keeping the end: a failed container's last log lines matter most.
 fn bounded(message: &str) -> String {
-    truncate(message.trim_end(), MAX_TERMINATION_MESSAGE)
+    truncate_start(message.trim_end(), MAX_TERMINATION_MESSAGE)
 }
 
 /// At most `max` bytes of `s` (cut at a character boundary), with an ellipsis when cut.
@@ -117,6 +199,29 @@ pub fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// The last `max` bytes of `s` at most (cut at a character boundary), after an ellipsis when cut.
+pub fn truncate_start(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+/// At most `max` bytes of `s`: its beginning and its end, an ellipsis between (an Event's note names the failure
+/// first and ends with the container's last words).
+pub fn truncate_middle(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let head = truncate(s, max / 3);
+    let tail = truncate_start(s, max.saturating_sub(head.len()));
+    format!("{}{}", head.trim_end_matches('…'), tail)
 }
 
 /// Why an unstarted pod is not running, most decisive first: init containers, then containers, then scheduling.
@@ -259,7 +364,7 @@ mod tests {
     }
 
     fn expect_wait(p: &Pod) -> Waiting {
-        match classify(p) {
+        match classify(p, Deciding::default()) {
             PodState::Waiting(w) => w,
             other => panic!("expected waiting, got {other:?}"),
         }
@@ -335,11 +440,15 @@ mod tests {
 
     #[test]
     fn started_pods() {
-        assert_eq!(classify(&pod(json!({"phase": "Running"}))), PodState::Running);
+        assert_eq!(classify(&pod(json!({"phase": "Running"})), Deciding::default()), PodState::Running);
         let all_running =
             scheduled(json!([{"name": "main", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
             "state": {"running": {}}}]));
-        assert_eq!(classify(&all_running), PodState::Running, "pending phase but running containers counts as started");
+        assert_eq!(
+            classify(&all_running, Deciding::default()),
+            PodState::Running,
+            "pending phase but running containers counts as started"
+        );
     }
 
     #[test]
@@ -352,32 +461,121 @@ mod tests {
             )
         };
         assert_eq!(
-            classify(&done("Succeeded", 0, None)),
-            PodState::Succeeded(Termination { exit_code: Some(0), message: Some("bye".into()) })
+            classify(&done("Succeeded", 0, None), Deciding::default()),
+            PodState::Succeeded(Termination {
+                exit_code: Some(0),
+                message: Some("bye".into()),
+                container: Some("main".into()),
+                reason: None
+            })
         );
         assert_eq!(
-            classify(&done("Failed", 3, None)),
-            PodState::Failed(Failure::Exit(Termination { exit_code: Some(3), message: Some("bye".into()) }))
+            classify(&done("Failed", 3, None), Deciding::default()),
+            PodState::Failed(Failure::Exit(Termination {
+                exit_code: Some(3),
+                message: Some("bye".into()),
+                container: Some("main".into()),
+                reason: None
+            }))
         );
         assert!(
-            matches!(classify(&done("Failed", 137, Some("Evicted"))), PodState::Failed(Failure::Evicted(m)) if m.contains("low on resource"))
+            matches!(classify(&done("Failed", 137, Some("Evicted")), Deciding::default()), PodState::Failed(Failure::Evicted(m)) if m.contains("low on resource"))
         );
         assert_eq!(
-            classify(&done("Failed", 137, Some("DeadlineExceeded"))),
+            classify(&done("Failed", 137, Some("DeadlineExceeded")), Deciding::default()),
             PodState::Failed(Failure::DeadlineExceeded)
         );
         let no_containers =
             pod(json!({"phase": "Failed", "reason": "OutOfcpu", "message": "Node didn't have enough cpu"}));
-        assert!(matches!(classify(&no_containers), PodState::Failed(Failure::Evicted(_))));
+        assert!(matches!(classify(&no_containers, Deciding::default()), PodState::Failed(Failure::Evicted(_))));
     }
 
     #[test]
-    fn termination_message_is_bounded() {
-        let long = "x".repeat(5000);
-        assert_eq!(bounded(&long).chars().count(), MAX_TERMINATION_MESSAGE + 1);
-        let multibyte = "é".repeat(1000);
+    fn termination_message_keeps_its_end() {
+        let long = format!("{}the last line", "x".repeat(5000));
+        let kept = bounded(&long);
+        assert_eq!(kept.chars().count(), MAX_TERMINATION_MESSAGE + 1);
+        assert!(kept.starts_with('…') && kept.ends_with("the last line"), "{kept}");
+        let multibyte = "é".repeat(2000);
         assert!(bounded(&multibyte).len() <= MAX_TERMINATION_MESSAGE + '…'.len_utf8());
         assert_eq!(bounded("short\n"), "short");
+        let note = truncate_middle(&format!("container main exited with 1: {long}"), 1000);
+        assert!(
+            note.len() <= 1003 && note.starts_with("container main exited with 1: ") && note.ends_with("the last line")
+        );
+    }
+
+    fn containers(states: serde_json::Value) -> Pod {
+        pod(json!({"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": states}))
+    }
+
+    fn ended(name: &str, code: i32, reason: &str) -> serde_json::Value {
+        json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "reason": reason}}})
+    }
+
+    fn running(name: &str) -> serde_json::Value {
+        json!({"name": name, "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {}}})
+    }
+
+    /// The task's own containers decide, whatever else runs in the pod (a sidecar admission added).
+    #[test]
+    fn deciding_containers_end_the_pod() {
+        let main = ["main".to_owned()];
+        let both = ["main".to_owned(), "worker".to_owned()];
+        let cases: [(serde_json::Value, &[String], Option<i32>); 7] = [
+            // main exited 0, the injected proxy runs on: succeeded
+            (json!([ended("main", 0, "Completed"), running("istio-proxy")]), &main, Some(0)),
+            // main exited 3: failed with main's code
+            (json!([ended("main", 3, "Error"), running("istio-proxy")]), &main, Some(3)),
+            // not every deciding container has ended: still running
+            (json!([ended("main", 0, "Completed"), running("worker")]), &both, None),
+            (json!([ended("main", 0, "Completed"), ended("worker", 2, "Error")]), &both, Some(2)),
+            // a deciding container without a status yet: not over
+            (json!([running("istio-proxy")]), &main, None),
+            // every container decides when none are named (a pod launched before podtask recorded them)
+            (json!([ended("main", 0, "Completed"), running("istio-proxy")]), &[], None),
+            (json!([ended("main", 0, "Completed"), ended("istio-proxy", 0, "Completed")]), &[], Some(0)),
+        ];
+        for (i, (states, deciding, want)) in cases.into_iter().enumerate() {
+            let got = classify(&containers(states), Deciding(deciding));
+            let code = match &got {
+                PodState::Succeeded(t) => t.exit_code,
+                PodState::Failed(Failure::Exit(t)) => t.exit_code,
+                PodState::Running => None,
+                other => panic!("case {i}: {other:?}"),
+            };
+            assert_eq!(code, want, "case {i}: {got:?}");
+            assert_eq!(matches!(got, PodState::Succeeded(_)), want == Some(0), "case {i}");
+        }
+        // A sidecar that fails after main succeeded does not fail the task.
+        let failed_sidecar = pod(json!({"phase": "Failed", "containerStatuses":
+            [ended("main", 0, "Completed"), ended("log-shipper", 1, "Error")]}));
+        assert!(matches!(classify(&failed_sidecar, Deciding(&main)), PodState::Succeeded(_)));
+    }
+
+    #[test]
+    fn an_out_of_memory_kill_says_so() {
+        let oom = pod(json!({"phase": "Failed", "containerStatuses": [ended("main", 137, "OOMKilled")]}));
+        let PodState::Failed(Failure::Exit(t)) = classify(&oom, Deciding::default()) else { panic!("a failure") };
+        assert!(t.oom_killed());
+        assert_eq!((t.exit_code, t.container.as_deref()), (Some(137), Some("main")));
+        let plain = pod(json!({"phase": "Failed", "containerStatuses": [ended("main", 137, "Error")]}));
+        let PodState::Failed(Failure::Exit(t)) = classify(&plain, Deciding::default()) else { panic!("a failure") };
+        assert!(!t.oom_killed(), "137 alone is a SIGKILL, not necessarily memory");
+    }
+
+    /// An init container that failed: the pod failed before its deciding containers ran.
+    #[test]
+    fn a_failed_init_container_is_the_failure() {
+        let p = pod(json!({"phase": "Failed", "initContainerStatuses": [ended("setup", 4, "Error")],
+            "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]}));
+        let main = ["main".to_owned()];
+        let PodState::Failed(Failure::Exit(t)) = classify(&p, Deciding(&main)) else { panic!("a failure") };
+        assert_eq!((t.exit_code, t.container.as_deref()), (Some(4), Some("setup")));
     }
 
     #[test]

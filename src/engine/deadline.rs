@@ -58,9 +58,15 @@ pub fn stop_grace(template_grace: Option<i64>, deadline: Timestamp, now: Timesta
     template_grace.unwrap_or(DEFAULT_GRACE_SECONDS).min((left / 10).max(1)).max(0)
 }
 
+/// How much earlier than its grace period podtask starts stopping a pod: room for podtask's own lag (the timer,
+/// the delete request) and the kubelet's (it learns of the delete from its watch, and stops the pod's containers
+/// one after another), so that a container that ignores SIGTERM is gone by the deadline, not just after it.
+pub const STOP_MARGIN_SECONDS: i64 = 2;
+
 /// When stopping a pod with `grace_seconds` must begin for it to be gone by `deadline`.
 pub fn stop_at(deadline: Timestamp, grace_seconds: i64) -> Timestamp {
-    deadline.checked_sub(SignedDuration::from_secs(grace_seconds.max(0))).unwrap_or(deadline)
+    let lead = grace_seconds.max(0).saturating_add(STOP_MARGIN_SECONDS);
+    deadline.checked_sub(SignedDuration::from_secs(lead)).unwrap_or(deadline)
 }
 
 /// Timestamps podtask stores are whole seconds, because that is all the API server keeps (RFC 3339 without
@@ -92,6 +98,7 @@ mod tests {
             retry: None,
             cleanup: None,
             ttl_after_finished: None,
+            deciding_containers: None,
             pod_failure_policy: None,
         }
     }
@@ -139,7 +146,7 @@ mod tests {
             let deadline = after(now, std::time::Duration::from_secs(left));
             assert_eq!(stop_grace(template, deadline, now), want, "{template:?} with {left}s left");
         }
-        assert_eq!(stop_at(ts("2026-01-01T10:00:30Z"), 30), now);
+        assert_eq!(stop_at(ts("2026-01-01T10:00:32Z"), 30), now, "the grace and the margin before the deadline");
     }
 
     #[test]
@@ -165,9 +172,9 @@ mod tests {
         let cases = [
             // (task, its pods, now, due): the pod's grace is Kubernetes' default 30s
             (&task, vec![live.clone()], t(700), false), // no status yet: nothing launched that podtask knows of
-            (&in_progress, vec![live.clone()], t(569), false),
-            (&in_progress, vec![live.clone()], t(570), true),
-            (&in_progress, vec![stopping.clone()], t(570), false), // its stop has begun already
+            (&in_progress, vec![live.clone()], t(567), false),
+            (&in_progress, vec![live.clone()], t(568), true), // 600 - 30s grace - 2s margin
+            (&in_progress, vec![stopping.clone()], t(568), false), // its stop has begun already
             (&in_progress, vec![stopping], t(600), true),
             (&in_progress, vec![], t(600), true),
             (&over, vec![live], t(700), false),

@@ -12,8 +12,8 @@ use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use kube::ResourceExt;
 
 use super::{
-    Config, Event, Next, Observed, Plan, PodDeletion,
-    classify::{self, Failure, PodState, Termination, WaitClass, Waiting},
+    Config, Event, Next, Observed, Plan, PodDeletion, PodStop,
+    classify::{self, Deciding, Failure, PodState, Termination, WaitClass, Waiting},
     create_error::CreateError,
     deadline,
     failure_policy::{self, RuleMatch},
@@ -49,7 +49,17 @@ impl Decision<'_> {
     fn create_refused(&mut self, error: &CreateError) {
         let attempt = self.current + 1;
         let pod_name = naming::pod_name(&self.task.name_any(), &self.uid, attempt);
-        let retry_at = deadline::after(self.now_s, self.cfg.create_retry);
+        // The first attempt to launch starts the budget, whether or not the API server let the pod in.
+        let first_start = *self.first_start.get_or_insert(self.now);
+        if self.deadline.is_none() {
+            self.deadline = deadline::absolute(&self.task.spec, Some(first_start));
+        }
+        self.status.start_time.get_or_insert(Time(deadline::whole_second(first_start)));
+        if let Some(d) = self.deadline {
+            self.status.deadline.get_or_insert(Time(d));
+            self.requeue(d);
+        }
+        let retry_at = deadline::after(self.now_s, retry::create_retry(self.cfg.create_retry, first_start, self.now));
         let d = self;
         match error {
             CreateError::Invalid(m) => {
@@ -165,6 +175,7 @@ impl<'a> Decision<'a> {
 
     /// The task is over: clean up pods per policy and honour ttlAfterFinished.
     fn after_the_end(&mut self) {
+        self.confirm_stop();
         let Some(ttl) = self.task.spec.ttl_after_finished else {
             return;
         };
@@ -179,15 +190,38 @@ impl<'a> Decision<'a> {
         }
     }
 
+    /// A deadline stop is reported as requested until its pod is gone (or has finished), then as done: one more
+    /// status write, once.
+    fn confirm_stop(&mut self) {
+        let current = self.current;
+        let Some(record) = self.status.attempts.iter_mut().rev().find(|a| a.attempt == current) else { return };
+        if record.stop_requested_time.is_none() || record.pod_gone_time.is_some() {
+            return;
+        }
+        if self.pods.get(&current).is_some_and(|p| !pod::is_finished(p)) {
+            return;
+        }
+        record.pod_gone_time = Some(Time(self.now_s));
+        let message = format!("{}; pod {} is gone", record.message.as_deref().unwrap_or_default(), record.pod_name);
+        record.message = Some(message.clone());
+        let message = self.with_history(message);
+        self.status.message = Some(message);
+    }
+
     /// No attempt is under way: start the next one when its time has come.
     fn next_attempt(&mut self) {
         if self.deadline_passed() {
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
-            let msg = if self.current == 0 {
+            let mut msg = if self.current == 0 {
                 format!("the deadline {when} passed before the first attempt could start")
             } else {
                 format!("the deadline {when} passed before attempt {} could start", self.current + 1)
             };
+            if self.old.reason == Some(Reason::QuotaExceeded)
+                && let Some(why) = &self.old.message
+            {
+                msg = format!("{msg}: {why}");
+            }
             return self.fail(Reason::DeadlineExceeded, msg);
         }
         if let Some(next) = self.status.next_attempt_time.as_ref().map(|t| t.0).filter(|_| self.current > 0)
@@ -200,6 +234,16 @@ impl<'a> Decision<'a> {
             return self.create_refused(error);
         }
         let attempt = self.current + 1;
+        if let Some(earlier) = self.pods.values().find(|p| !pod::is_finished(p)) {
+            // Its stop was requested (or it was lost), but its containers may still run: a node that stopped
+            // answering, a long grace period. One attempt's pod at a time.
+            let (name, of) = (earlier.name_any(), pod::attempt_of(earlier).unwrap_or_default());
+            let node =
+                pod::unreachable_node(earlier).map(|n| format!(" (its node {n} is not answering)")).unwrap_or_default();
+            let msg = format!("attempt {attempt} waits until pod {name} of attempt {of} has stopped{node}");
+            self.set(Phase::Pending, Reason::BackingOff, msg);
+            return self.requeue_deadline();
+        }
         let first_start = self.first_start.unwrap_or(self.now);
         let deadline = self.deadline.or_else(|| deadline::absolute(&self.task.spec, Some(first_start)));
         let pod = pod::build(self.task, attempt, first_start, deadline, self.now);
@@ -259,18 +303,17 @@ impl<'a> Decision<'a> {
             self.status.exit_code = None;
             self.status.termination_message = None;
         }
-        let state = classify::classify(pod);
+        let deciding = pod::deciding_of(pod);
+        let state = classify::classify(pod, Deciding(&deciding));
         let over = matches!(state, PodState::Succeeded(_) | PodState::Failed(_));
         if !over && pod.metadata.deletion_timestamp.is_some() {
             if self.stop_time(pod).is_some_and(|stop| stop <= self.now) {
                 // Being stopped once its stop was due: podtask's own stop at the deadline whose status write was
                 // lost (a crash, a refused write), or anyone's at that point. The deadline is what ended it.
                 let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
-                return self.end_attempt(Ending::new(
-                    Some(pod),
-                    Reason::DeadlineExceeded,
-                    format!("the deadline {when} is due: pod {} is being stopped", pod.name_any()),
-                ));
+                let message =
+                    format!("the deadline {when} is due: pod {} is being stopped{}", pod.name_any(), may_run_on(pod));
+                return self.end_attempt(Ending::new(Some(pod), Reason::DeadlineExceeded, message));
             }
             // podtask records an attempt's end before deleting its pod, so this deletion came from elsewhere.
             return self.end_attempt(Ending::new(
@@ -286,19 +329,29 @@ impl<'a> Decision<'a> {
             let when = self.deadline.map(|d| d.to_string()).unwrap_or_default();
             let grace = self.deadline.map_or(0, |d| d.duration_since(stop).as_secs());
             self.plan.deadline_stop = Some(stop);
-            return self.end_attempt(Ending::new(
-                Some(pod),
-                Reason::DeadlineExceeded,
-                format!("the deadline {when} is due: pod {} stopped with a {grace}s grace period", pod.name_any()),
-            ));
+            let message = format!(
+                "the deadline {when} is due: stop of pod {} requested with a {grace}s grace period{}",
+                pod.name_any(),
+                may_run_on(pod)
+            );
+            return self.end_attempt(Ending::new(Some(pod), Reason::DeadlineExceeded, message));
         }
         match state {
             PodState::Succeeded(t) => self.succeed(pod, t),
             PodState::Failed(Failure::Exit(t)) => {
                 let code = t.exit_code.map_or_else(|| "an unknown code".into(), |c| c.to_string());
                 let detail = t.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
-                let message = format!("pod {} exited with {code}{detail}", pod.name_any());
-                self.pod_failed(pod, Ending::new(Some(pod), Reason::PodFailed, message).with_exit(t))
+                let who = match &t.container {
+                    Some(c) => format!("container {c} of pod {}", pod.name_any()),
+                    None => format!("pod {}", pod.name_any()),
+                };
+                let (reason, message) = if t.oom_killed() {
+                    (Reason::OOMKilled, format!("{who} ran out of memory (OOMKilled, exit code {code}){detail}"))
+                } else {
+                    let kubelet = t.reason.as_deref().filter(|r| *r != "Error").map(|r| format!(" ({r})"));
+                    (Reason::PodFailed, format!("{who} exited with {code}{}{detail}", kubelet.unwrap_or_default()))
+                };
+                self.pod_failed(pod, Ending::new(Some(pod), reason, message).with_exit(t))
             }
             PodState::Failed(Failure::DeadlineExceeded) => self.end_attempt(Ending::new(
                 Some(pod),
@@ -311,6 +364,16 @@ impl<'a> Decision<'a> {
             PodState::Failed(Failure::Evicted(m)) => {
                 let message = format!("pod {} was evicted: {m}", pod.name_any());
                 self.pod_failed(pod, Ending::new(Some(pod), Reason::Evicted, message))
+            }
+            PodState::Running if pod::unreachable_node(pod).is_some() => {
+                let node = pod::unreachable_node(pod).unwrap_or_default();
+                let message = format!(
+                    "node {node} is not answering: pod {} may still be running there; its last known state is running",
+                    pod.name_any()
+                );
+                self.set(Phase::Running, Reason::NodeUnreachable, message);
+                self.status.startup_deadline = None;
+                self.requeue_stop(pod);
             }
             PodState::Running => {
                 let since = pod::running_since(pod).unwrap_or(self.now);
@@ -435,7 +498,8 @@ impl<'a> Decision<'a> {
 
     /// The attempt's pod failed: spec.podFailurePolicy's first matching rule decides, else spec.retry.
     fn pod_failed(&mut self, pod: &Pod, ending: Ending<'_>) {
-        let rule = failure_policy::first_match(self.task.spec.pod_failure_policy.as_ref(), pod);
+        let deciding = pod::deciding_of(pod);
+        let rule = failure_policy::first_match(self.task.spec.pod_failure_policy.as_ref(), pod, Deciding(&deciding));
         match rule {
             Some(rule) if rule.action == PodFailurePolicyAction::Succeed => {
                 let t = ending.exit.unwrap_or_default();
@@ -510,14 +574,19 @@ impl<'a> Decision<'a> {
 
     /// The task failed for good.
     fn fail(&mut self, reason: Reason, message: String) {
-        let history: Vec<String> =
-            self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
-        let message = match history.len() {
-            0 | 1 => message,
-            n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
-        };
+        let message = self.with_history(message);
         self.set(Phase::Failed, reason, message);
         self.mark_done();
+    }
+
+    /// The message of a failed task: after more than one attempt, with the attempts' reasons.
+    fn with_history(&self, message: String) -> String {
+        let history: Vec<String> =
+            self.status.attempts.iter().map(|a| format!("#{} {}", a.attempt, a.reason)).collect();
+        match history.len() {
+            0 | 1 => message,
+            n => format!("{message} (after {n} attempt{}: {})", if n == 1 { "" } else { "s" }, history.join(", ")),
+        }
     }
 
     fn mark_done(&mut self) {
@@ -552,6 +621,10 @@ impl<'a> Decision<'a> {
             message: message.map(str::to_owned),
             exit_code: exit.and_then(|t| t.exit_code),
             matched_rule: None,
+            // A deadline stop is done once the pod is gone or finished; until then it is only requested.
+            stop_requested_time: (reason == Reason::DeadlineExceeded && pod.is_some_and(|p| !pod::is_finished(p)))
+                .then_some(Time(self.now_s)),
+            pod_gone_time: None,
         });
         let excess = self.status.attempts.len().saturating_sub(HISTORY_LIMIT);
         self.status.attempts.drain(..excess);
@@ -612,6 +685,12 @@ impl<'a> Decision<'a> {
             };
             if delete {
                 self.plan.delete.push(PodDeletion { name: pod.name_any(), uid: pod.uid() });
+            } else if record.is_some()
+                && !pod::is_finished(pod)
+                && let Some(seconds) = pod::seconds_to_stop_now(pod, self.now)
+            {
+                // Kept, but its outcome is known: what still runs in it (a sidecar) must not run on.
+                self.plan.stop.push(PodStop { name: pod.name_any(), uid: pod.uid(), active_deadline_seconds: seconds });
             }
         }
     }
@@ -643,7 +722,10 @@ impl<'a> Decision<'a> {
             || (new.phase == Phase::Pending && reason == Reason::BackingOff)
             || matches!(
                 reason,
-                Reason::ImagePullRateLimited | Reason::Unschedulable | Reason::CreateContainerConfigError
+                Reason::ImagePullRateLimited
+                    | Reason::Unschedulable
+                    | Reason::CreateContainerConfigError
+                    | Reason::NodeUnreachable
             );
         // An Event for what a user looks for in `kubectl describe`: an attempt launched (or adopted), trouble, the
         // end. Normal progress (Scheduling, ContainerCreating, Running) is in the status and the pod's own Events.
@@ -692,6 +774,13 @@ impl<'p> Ending<'p> {
     }
 }
 
+/// What a user must know of a pod being stopped on a node that stopped answering.
+fn may_run_on(pod: &Pod) -> String {
+    pod::unreachable_node(pod)
+        .map(|node| format!("; its node {node} is not answering, so it may still be running there"))
+        .unwrap_or_default()
+}
+
 fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {
     PodTaskStatus { conditions: vec![], observed_generation: None, ..s.clone() }
 }
@@ -700,7 +789,7 @@ fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {
 fn must_delete(outcome: Outcome, reason: Reason, policy: CleanupPolicy) -> bool {
     match (outcome, reason) {
         (Outcome::Succeeded, _) => policy != CleanupPolicy::Keep,
-        (Outcome::Failed, Reason::PodFailed | Reason::Evicted) => policy == CleanupPolicy::Delete,
+        (Outcome::Failed, Reason::PodFailed | Reason::OOMKilled | Reason::Evicted) => policy == CleanupPolicy::Delete,
         (Outcome::Failed, _) => true,
     }
 }

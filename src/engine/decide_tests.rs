@@ -51,7 +51,11 @@ fn a_new_task_creates_its_first_pod_and_reports_it_at_once() {
     assert_eq!(pod.metadata.name.as_deref(), Some(P1));
     let spec = pod.spec.as_ref().unwrap();
     assert_eq!(spec.termination_grace_period_seconds, Some(30));
-    assert_eq!(spec.active_deadline_seconds, Some(570), "the kubelet stops it in time to be gone by the deadline");
+    assert_eq!(
+        spec.active_deadline_seconds,
+        Some(568),
+        "the kubelet stops it in time to be gone by the deadline, margin included"
+    );
     let s = &plan.status;
     assert_eq!((s.phase, s.reason, s.attempt), (Phase::Starting, Some(Reason::PodCreated), 1));
     assert_eq!(s.pod_name.as_deref(), Some(P1));
@@ -192,7 +196,11 @@ fn a_running_pod_is_reported_and_the_deadline_is_the_next_instant() {
     let pod = pod_at(&task, 1, t(0), running());
     let plan = cached(&task, &[pod], ts("2026-01-01T10:00:00.3Z"));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::Running)));
-    assert_eq!(plan.requeue_at, Some(t(570)), "timer at the exact instant stopping must begin (deadline - grace)");
+    assert_eq!(
+        plan.requeue_at,
+        Some(t(568)),
+        "timer at the exact instant stopping must begin (deadline - grace - margin)"
+    );
     assert_eq!(plan.events.len(), 1);
 }
 
@@ -331,7 +339,11 @@ fn at_the_deadline_the_pod_is_deleted_and_the_task_fails_without_retry() {
     let plan = fresh(&task, &[pod], t(60));
     assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
     assert_eq!(deleted(&plan), [P1], "the pod is deleted even under Keep-like policies");
-    assert_eq!(plan.deadline_stop, Some(t(30)), "stopping was due at the deadline minus the pod's 30s grace");
+    assert_eq!(
+        plan.deadline_stop,
+        Some(t(28)),
+        "stopping was due at the deadline minus the pod's 30s grace and the margin"
+    );
     assert!(plan.status.next_attempt_time.is_none());
     let later = cached(&after(&task, &plan), &[], t(90));
     assert!(later.create.is_none(), "no further attempt ever starts");
@@ -357,15 +369,15 @@ fn the_deadline_is_computed_once_from_the_first_launch_and_never_extended() {
     let pod2 = launch.create.expect("attempt 2");
     assert_eq!(
         pod2.spec.as_ref().unwrap().active_deadline_seconds,
-        Some(180),
-        "the remaining budget (200s, minus 20s grace), not a fresh one"
+        Some(178),
+        "the remaining budget (200s, minus 20s grace and the 2s margin), not a fresh one"
     );
     assert_eq!(pod2.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
     // an operator restarted at T+500 with only persisted facts enforces the same instant
     let pod2 = pod_at(&task1, 2, t(400), running());
     let restarted = cached(&task1, std::slice::from_ref(&pod2), t(500));
     assert_eq!(restarted.status.deadline, Some(Time(t(600))));
-    assert_eq!(restarted.requeue_at, Some(t(570)), "the same instant: deadline minus the pod's grace");
+    assert_eq!(restarted.requeue_at, Some(t(568)), "the same instant: deadline minus the pod's grace and the margin");
 }
 
 #[test]
@@ -390,7 +402,7 @@ fn the_deadline_a_pod_was_launched_with_survives_a_spec_edit_before_the_first_st
     let edited = task(json!({"executionTimeout": "1h"}));
     let plan = cached(&edited, std::slice::from_ref(&pod), t(5));
     assert_eq!(plan.status.deadline, Some(Time(t(300))), "the pod's deadline, not one from the edited spec");
-    assert_eq!(plan.requeue_at, Some(t(270)));
+    assert_eq!(plan.requeue_at, Some(t(268)));
     let late = fresh(&edited, &[pod], t(301));
     assert_eq!(reason(&late), Some(Reason::DeadlineExceeded));
 }
@@ -423,7 +435,7 @@ fn the_earlier_of_timeout_and_absolute_deadline_bounds_the_pod() {
     let task = task(json!({"executionTimeout": "1h", "deadline": "2026-01-01T10:02:00Z"}));
     let pod = cached(&task, &[], t(0)).create.unwrap().spec.unwrap();
     assert_eq!(pod.termination_grace_period_seconds, Some(12));
-    assert_eq!(pod.active_deadline_seconds, Some(108), "120s left, minus the grace");
+    assert_eq!(pod.active_deadline_seconds, Some(106), "120s left, minus the grace and the margin");
 }
 
 #[test]
@@ -441,6 +453,8 @@ fn the_deadline_also_ends_a_backoff() {
         message: None,
         exit_code: None,
         matched_rule: None,
+        stop_requested_time: None,
+        pod_gone_time: None,
     }];
     status.next_attempt_time = Some(Time(t(700)));
     let task = with_status(task, status);
@@ -671,6 +685,8 @@ fn after_a_restart_existing_pods_are_adopted_and_nothing_launches_twice() {
         message: None,
         exit_code: None,
         matched_rule: None,
+        stop_requested_time: None,
+        pod_gone_time: None,
     });
     ended.next_attempt_time = Some(Time(t(60)));
     let task = with_status(task, ended);
@@ -781,10 +797,16 @@ fn create_refusals_table() {
     assert_eq!((quota.status.phase, reason(&quota)), (Phase::Pending, Some(Reason::QuotaExceeded)));
     assert_eq!(quota.requeue_at, Some(t(15)), "waits, never a hot loop");
     let rbac = refused(&task, &CreateError::OperatorForbidden("cannot create resource".into()), t(0));
-    assert_eq!(rbac.status, PodTaskStatus::default(), "the task is not at fault");
+    assert_eq!((rbac.status.phase, rbac.status.reason), (Phase::Pending, None), "the task is not at fault");
     assert_eq!((rbac.requeue_at, rbac.events[0].reason.as_str()), (Some(t(15)), "OperatorForbidden"));
     let transient = refused(&task, &CreateError::Transient("etcd timeout".into()), t(0));
-    assert_eq!((transient.status.clone(), transient.requeue_at), (PodTaskStatus::default(), Some(t(15))));
+    assert_eq!(
+        (transient.status.phase, transient.status.reason, transient.requeue_at),
+        (Phase::Pending, None, Some(t(15)))
+    );
+    for refusal in [&quota, &rbac, &transient] {
+        assert_eq!(refusal.status.start_time, Some(Time(t(0))), "the first attempt to launch starts the budget");
+    }
 }
 
 // ---- podFailurePolicy ----

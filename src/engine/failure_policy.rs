@@ -2,7 +2,10 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::crd::{ExitCodeOperator, OnExitCodes, OnPodCondition, PodFailurePolicy, PodFailurePolicyAction};
+use super::classify::Deciding;
+use crate::crd::{
+    ExitCodeOperator, OnExitCodes, OnPodCondition, OnTerminationReasons, PodFailurePolicy, PodFailurePolicyAction,
+};
 
 /// At most this many attempts are retried by RetryWithoutCounting rules: a hard cap, whatever the rules say.
 pub const MAX_UNCOUNTED_RETRIES: u32 = 100;
@@ -15,33 +18,55 @@ pub struct RuleMatch {
     pub description: String,
 }
 
-/// The first rule of `policy` that matches the failed `pod`.
-pub fn first_match(policy: Option<&PodFailurePolicy>, pod: &Pod) -> Option<RuleMatch> {
+/// The first rule of `policy` that matches the failed `pod`. Exit codes and termination reasons are those of its
+/// init containers and its deciding containers (not of a sidecar that admission added).
+pub fn first_match(policy: Option<&PodFailurePolicy>, pod: &Pod, deciding: Deciding<'_>) -> Option<RuleMatch> {
     let rules = &policy?.rules;
     rules.iter().enumerate().find_map(|(i, rule)| {
-        let matched = match (&rule.on_exit_codes, &rule.on_pod_conditions) {
-            (Some(codes), _) => {
-                exit_code_matches(codes, pod).map(|code| format!("exit code {code} {}", describe(codes)))
-            }
-            (None, Some(conditions)) => condition_matches(conditions, pod).map(|c| format!("condition {c}")),
-            (None, None) => None,
+        let matched = if let Some(codes) = &rule.on_exit_codes {
+            exit_code_matches(codes, pod, deciding).map(|code| format!("exit code {code} {}", describe(codes)))
+        } else if let Some(conditions) = &rule.on_pod_conditions {
+            condition_matches(conditions, pod).map(|c| format!("condition {c}"))
+        } else if let Some(reasons) = &rule.on_termination_reasons {
+            reason_matches(reasons, pod, deciding)
+                .map(|(container, reason)| format!("container {container} terminated with {reason}"))
+        } else {
+            None
         }?;
         Some(RuleMatch { action: rule.action, description: format!("rules[{i}]: {matched} -> {}", rule.action) })
     })
 }
 
+/// The terminated containers a rule looks at, by name: init containers, then deciding containers.
+fn ended<'p>(
+    pod: &'p Pod,
+    deciding: Deciding<'_>,
+) -> impl Iterator<Item = (&'p str, &'p k8s_openapi::api::core::v1::ContainerStateTerminated)> {
+    let status = pod.status.as_ref();
+    let inits = status.and_then(|s| s.init_container_statuses.as_ref()).into_iter().flatten();
+    let regular = status.and_then(|s| s.container_statuses.as_ref()).into_iter().flatten();
+    inits
+        .chain(regular.filter(move |c| deciding.includes(&c.name)))
+        .filter_map(|c| Some((c.name.as_str(), c.state.as_ref()?.terminated.as_ref()?)))
+}
+
 /// The non-zero exit code (of the named container, or of any) that satisfies the requirement.
-fn exit_code_matches(req: &OnExitCodes, pod: &Pod) -> Option<i32> {
-    let status = pod.status.as_ref()?;
-    let containers = status.init_container_statuses.iter().flatten().chain(status.container_statuses.iter().flatten());
-    containers
-        .filter(|c| req.container_name.as_ref().is_none_or(|name| *name == c.name))
-        .filter_map(|c| c.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code))
+fn exit_code_matches(req: &OnExitCodes, pod: &Pod, deciding: Deciding<'_>) -> Option<i32> {
+    ended(pod, deciding)
+        .filter(|(name, _)| req.container_name.as_ref().is_none_or(|wanted| wanted == name))
+        .map(|(_, t)| t.exit_code)
         .filter(|code| *code != 0)
         .find(|code| match req.operator {
             ExitCodeOperator::In => req.values.contains(code),
             ExitCodeOperator::NotIn => !req.values.contains(code),
         })
+}
+
+/// The container (the named one, or any) whose termination reason is one of the listed, with that reason.
+fn reason_matches<'p>(req: &OnTerminationReasons, pod: &'p Pod, deciding: Deciding<'_>) -> Option<(&'p str, &'p str)> {
+    ended(pod, deciding)
+        .filter(|(name, _)| req.container_name.as_ref().is_none_or(|wanted| wanted == name))
+        .find_map(|(name, t)| t.reason.as_deref().filter(|r| req.values.iter().any(|v| v == r)).map(|r| (name, r)))
 }
 
 fn describe(req: &OnExitCodes) -> String {
@@ -161,7 +186,7 @@ mod tests {
             let containers: Vec<_> = codes.iter().map(|(n, c)| exited(n, *c)).collect();
             let conditions =
                 if disrupted { json!([{"type": "DisruptionTarget", "status": "True"}]) } else { json!([]) };
-            let got = first_match(Some(&policy(rules)), &failed(json!(containers), conditions));
+            let got = first_match(Some(&policy(rules)), &failed(json!(containers), conditions), Deciding::default());
             assert_eq!(got.as_ref().map(|m| m.action), want, "case {i}: {got:?}");
         }
     }
@@ -170,8 +195,31 @@ mod tests {
     fn the_match_names_the_rule() {
         let p = policy(json!([{"action": "Fail", "onExitCodes": {"operator": "In", "values": [2]}},
             {"action": "RetryWithoutCounting", "onExitCodes": {"operator": "In", "values": [75, 76]}}]));
-        let m = first_match(Some(&p), &failed(json!([exited("main", 75)]), json!([]))).expect("a match");
+        let m = first_match(Some(&p), &failed(json!([exited("main", 75)]), json!([])), Deciding::default())
+            .expect("a match");
         assert_eq!(m.description, "rules[1]: exit code 75 In [75, 76] -> RetryWithoutCounting");
-        assert_eq!(first_match(None, &failed(json!([exited("main", 75)]), json!([]))), None);
+        assert_eq!(first_match(None, &failed(json!([exited("main", 75)]), json!([])), Deciding::default()), None);
+    }
+
+    #[test]
+    fn termination_reasons_and_deciding_containers() {
+        let oom = |name: &str| {
+            json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}})
+        };
+        let p = policy(json!([{"action": "Fail", "onTerminationReasons": {"values": ["OOMKilled"]}}]));
+        let m = first_match(Some(&p), &failed(json!([oom("main")]), json!([])), Deciding::default()).expect("a match");
+        assert_eq!(m.description, "rules[0]: container main terminated with OOMKilled -> Fail");
+        let named = policy(
+            json!([{"action": "Fail", "onTerminationReasons": {"containerName": "other", "values": ["OOMKilled"]}}]),
+        );
+        assert_eq!(first_match(Some(&named), &failed(json!([oom("main")]), json!([])), Deciding::default()), None);
+        // A sidecar that admission added does not decide, neither by its reason nor by its exit code.
+        let main_only = ["main".to_owned()];
+        let sidecar_oom = failed(json!([exited("main", 0), oom("istio-proxy")]), json!([]));
+        assert_eq!(first_match(Some(&p), &sidecar_oom, Deciding(&main_only)), None);
+        let codes = policy(json!([{"action": "Fail", "onExitCodes": {"operator": "In", "values": [137]}}]));
+        assert_eq!(first_match(Some(&codes), &sidecar_oom, Deciding(&main_only)), None);
+        assert!(first_match(Some(&codes), &sidecar_oom, Deciding::default()).is_some(), "every container decides");
     }
 }

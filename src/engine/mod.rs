@@ -99,6 +99,9 @@ pub struct Plan {
     /// The status the task should have, when it differs from the current one (None: nothing to write).
     pub status: Option<PodTaskStatus>,
     pub delete: Vec<PodDeletion>,
+    /// Pods that `cleanup` keeps but whose remaining containers (a sidecar) must stop: their
+    /// activeDeadlineSeconds is lowered, and the kubelet stops them.
+    pub stop: Vec<PodStop>,
     /// Delete the PodTask itself (ttlAfterFinished elapsed).
     pub delete_task: bool,
     pub events: Vec<Event>,
@@ -114,6 +117,15 @@ pub struct Plan {
 pub struct PodDeletion {
     pub name: String,
     pub uid: Option<String>,
+}
+
+/// A kept pod to stop: its activeDeadlineSeconds lowered to `active_deadline_seconds` (the API server lets it
+/// only shrink), with its UID as a precondition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodStop {
+    pub name: String,
+    pub uid: Option<String>,
+    pub active_deadline_seconds: i64,
 }
 
 /// A Kubernetes Event about the task.

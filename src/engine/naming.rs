@@ -19,6 +19,8 @@ pub const ANNOTATION_START_TIME: &str = "podtask.dev/start-time";
 pub const ANNOTATION_CREATED_AT: &str = "podtask.dev/created-at";
 /// The task's absolute deadline, copied onto each pod so a restarted operator can recover it from the pod.
 pub const ANNOTATION_DEADLINE: &str = "podtask.dev/deadline";
+/// The containers whose ends decide the task (comma-separated names), as the pod was launched.
+pub const ANNOTATION_DECIDING: &str = "podtask.dev/deciding-containers";
 /// Never on a pod in the API server: the operator's watch cache adds it to its own copy of a running pod, with the
 /// moment the cache first held that pod running. The API server shows a pod's updates late when it is busy, so a
 /// pod the kubelet started seconds ago may be over already; what the cache has watched run for a while is news.

@@ -37,9 +37,15 @@ pub fn build(
     if let Some(d) = task_deadline {
         annotations.insert(naming::ANNOTATION_DEADLINE.into(), d.to_string());
     }
+    annotations.insert(naming::ANNOTATION_DECIDING.into(), deciding_containers(task).join(","));
 
     let mut spec = template.spec.unwrap_or_default();
     spec.restart_policy = Some("Never".into());
+    // A failed container's last log lines become its termination message, so they outlive the pod (which podtask
+    // deletes): the kubelet reads them only when a container fails without writing a message of its own.
+    for c in spec.containers.iter_mut().chain(spec.init_containers.iter_mut().flatten()) {
+        c.termination_message_policy.get_or_insert_with(|| "FallbackToLogsOnError".into());
+    }
     if let Some(d) = task_deadline {
         // Stopping starts a grace period before the deadline, so the pod is gone by then: podtask deletes it at
         // that moment, and the kubelet does the same on its own (activeDeadlineSeconds) if podtask is down.
@@ -64,6 +70,47 @@ pub fn build(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// The containers whose ends decide the task: `spec.decidingContainers`, else every container of the template.
+pub fn deciding_containers(task: &PodTask) -> Vec<String> {
+    if let Some(named) = &task.spec.deciding_containers {
+        return named.clone();
+    }
+    let containers = task.spec.template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    containers.iter().map(|c| c.name.clone()).collect()
+}
+
+/// The containers whose ends decide this pod's outcome, as it was launched (none recorded: every container).
+pub fn deciding_of(pod: &Pod) -> Vec<String> {
+    let recorded = pod.annotations().get(naming::ANNOTATION_DECIDING);
+    recorded.into_iter().flat_map(|names| names.split(',')).filter(|n| !n.is_empty()).map(str::to_owned).collect()
+}
+
+/// The node of a pod whose node has stopped answering: the node lifecycle controller has marked the running pod
+/// not ready (a Ready condition turned False with no reason of the kubelet's), or the pod was lost with it.
+pub fn unreachable_node(pod: &Pod) -> Option<&str> {
+    let status = pod.status.as_ref()?;
+    let node = pod.spec.as_ref()?.node_name.as_deref()?;
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let marked_not_ready = status.phase.as_deref() == Some("Running")
+        && conditions.iter().any(|c| c.type_ == "Ready" && c.status != "True" && c.reason.is_none());
+    let lost = status.reason.as_deref() == Some("NodeLost");
+    (marked_not_ready || lost).then_some(node)
+}
+
+/// The activeDeadlineSeconds that makes the kubelet stop a started pod at once (its age plus a second), unless
+/// it has one as short already.
+pub fn seconds_to_stop_now(pod: &Pod, now: Timestamp) -> Option<i64> {
+    let started = pod.status.as_ref()?.start_time.as_ref()?.0;
+    let seconds = now.duration_since(started).as_secs().max(0) + 1;
+    let current = pod.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+    current.is_none_or(|c| c > seconds).then_some(seconds)
+}
+
+/// Is the pod finished, as far as the API server knows (its phase is Succeeded or Failed)?
+pub fn is_finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
 }
 
 /// The attempt number a pod of ours carries.
@@ -141,7 +188,11 @@ mod tests {
         assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
         assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
         assert_eq!(spec.termination_grace_period_seconds, Some(30), "Kubernetes' default grace fits the budget");
-        assert_eq!(spec.active_deadline_seconds, Some(330), "remaining budget minus the grace, rounded up");
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(328),
+            "remaining budget minus the grace and the margin, rounded up"
+        );
         assert_eq!(created_at(&pod), Some(ts("2026-01-01T10:04:00.5Z")), "to the nanosecond");
         let labels = pod.labels();
         assert_eq!(labels["app"], "demo", "user labels kept");
@@ -175,7 +226,7 @@ mod tests {
         assert_eq!(long.spec.unwrap().active_deadline_seconds, Some(60));
         let short = build(&t, 1, now, Some(ts("2026-01-01T10:00:30Z")), now).spec.unwrap();
         assert_eq!(short.termination_grace_period_seconds, Some(3), "a tenth of what is left");
-        assert_eq!(short.active_deadline_seconds, Some(27), "gone by the deadline, grace included");
+        assert_eq!(short.active_deadline_seconds, Some(25), "gone by the deadline, grace and margin included");
         let unbounded = build(&t, 1, now, None, now);
         assert_eq!(unbounded.spec.unwrap().active_deadline_seconds, Some(60));
     }

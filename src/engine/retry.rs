@@ -2,7 +2,10 @@
 
 use std::time::Duration as StdDuration;
 
-use crate::crd::{Reason, RetryPolicy, RetryReason};
+use crate::{
+    crd::{Reason, RetryPolicy, RetryReason},
+    jiff::Timestamp,
+};
 
 pub const DEFAULT_LIMIT: u32 = 2;
 pub const DEFAULT_INITIAL: StdDuration = StdDuration::from_secs(10);
@@ -27,8 +30,20 @@ pub fn retry_reason(reason: Reason) -> Option<RetryReason> {
         Reason::Evicted => RetryReason::Evicted,
         Reason::PodLost => RetryReason::PodLost,
         Reason::PodFailed => RetryReason::PodFailed,
+        Reason::OOMKilled => RetryReason::OOMKilled,
         _ => return None,
     })
+}
+
+/// The longest wait between two creates of a task's pod that the API server refused (a full ResourceQuota).
+pub const MAX_CREATE_RETRY: StdDuration = StdDuration::from_secs(300);
+
+/// When to try again to create a pod the API server refused: `least` at first, then half the time the task has
+/// waited since its first attempt to launch, up to `MAX_CREATE_RETRY`. A thousand tasks refused for an hour try
+/// about three creates a second between them, not sixty.
+pub fn create_retry(least: StdDuration, first_try: Timestamp, now: Timestamp) -> StdDuration {
+    let waited = now.duration_since(first_try).unsigned_abs();
+    (waited / 2).clamp(least, MAX_CREATE_RETRY.max(least))
 }
 
 /// How many extra attempts the policy allows.

@@ -78,8 +78,10 @@ pub struct Status {
     pub init_container_statuses: Option<Vec<Container>>,
 }
 
-/// A pod condition: its type and status, and only for `PodScheduled` its reason, message and lastTransitionTime
-/// (the only condition whose details the engine reads: `engine::classify`, `engine::pod::scheduled_at`; a
+/// A pod condition: its type and status, and only for `PodScheduled` (and `Ready` while not True) its reason,
+/// message and lastTransitionTime
+/// (the only conditions whose details the engine reads: `engine::classify`, `engine::pod::scheduled_at` and
+/// `unreachable_node`; a
 /// failure policy's `onPodConditions` matches type and status). Its type and status are nearly always one of a
 /// few words every pod has: those are kept as the one shared copy, not a string of their own per pod.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -114,7 +116,10 @@ struct ApiCondition {
 
 impl From<ApiCondition> for Condition {
     fn from(c: ApiCondition) -> Self {
-        let details = (c.type_ == "PodScheduled").then(|| Box::new(c.details));
+        // Ready's details only while it is not True: a reason-less False is the node lifecycle controller's
+        // mark of a pod whose node stopped answering (`engine::pod::unreachable_node`).
+        let keep = c.type_ == "PodScheduled" || (c.type_ == "Ready" && c.status != "True");
+        let details = keep.then(|| Box::new(c.details));
         Self { type_: c.type_, status: c.status, details }
     }
 }
@@ -333,11 +338,15 @@ impl CachedPod {
 
 /// podtask's own labels and annotations of its pods that the engine reads (`engine::pod`).
 const READ_LABELS: [&str; 1] = [naming::LABEL_ATTEMPT];
-const READ_ANNOTATIONS: [&str; 3] =
-    [naming::ANNOTATION_START_TIME, naming::ANNOTATION_CREATED_AT, naming::ANNOTATION_DEADLINE];
+const READ_ANNOTATIONS: [&str; 4] = [
+    naming::ANNOTATION_START_TIME,
+    naming::ANNOTATION_CREATED_AT,
+    naming::ANNOTATION_DEADLINE,
+    naming::ANNOTATION_DECIDING,
+];
 /// The annotations of the pod the engine sees: those it reads back, and the cache's own note.
-const SEEN_ANNOTATIONS: [&str; 4] =
-    [READ_ANNOTATIONS[0], READ_ANNOTATIONS[1], READ_ANNOTATIONS[2], naming::NOTE_SEEN_RUNNING];
+const SEEN_ANNOTATIONS: [&str; 5] =
+    [READ_ANNOTATIONS[0], READ_ANNOTATIONS[1], READ_ANNOTATIONS[2], READ_ANNOTATIONS[3], naming::NOTE_SEEN_RUNNING];
 
 /// A pod as the watch would deliver it.
 #[cfg(test)]

@@ -101,7 +101,7 @@ impl Creator {
             event_time: Some(MicroTime(now)),
             type_: Some(if e.warning { "Warning" } else { "Normal" }.into()),
             reason: Some(e.reason.clone()),
-            note: Some(engine::classify::truncate(&e.note, 1000)),
+            note: Some(engine::classify::truncate_middle(&e.note, 1000)),
             action: Some(e.action.into()),
             regarding: Some(regarding.clone()),
             related: e.pod.as_ref().map(|name| ObjectReference {

@@ -31,6 +31,8 @@ pub enum WriteKind {
     PodCreate,
     Status,
     PodDelete,
+    /// A kept pod's activeDeadlineSeconds lowered, so its sidecars stop.
+    PodStop,
     TaskDelete,
 }
 

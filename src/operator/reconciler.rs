@@ -349,6 +349,9 @@ async fn act(task: &PodTask, plan: Plan, pods_api: &Api<Pod>, ctx: &Context) -> 
     for d in &plan.delete {
         delete_pod(pods_api, d, ctx).await?;
     }
+    for s in &plan.stop {
+        stop_pod(pods_api, s, ctx).await?;
+    }
     if let Some(due) = plan.deadline_stop {
         let lag = ctx.now().duration_since(due).as_secs_f64().max(0.0);
         ctx.metrics.deadline_lag.observe(lag);
@@ -400,6 +403,22 @@ async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> R
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A kept pod whose task is over: lower its activeDeadlineSeconds so the kubelet stops what still runs in it (a
+/// sidecar). The UID in the patch is a precondition: a namesake's is immutable, so the patch is refused.
+async fn stop_pod(api: &Api<Pod>, s: &engine::PodStop, ctx: &Context) -> Result<(), Error> {
+    let patch = json!({"metadata": {"uid": s.uid}, "spec": {"activeDeadlineSeconds": s.active_deadline_seconds}});
+    match api.patch(&s.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+        Ok(_) => {
+            ctx.metrics.write(WriteKind::PodStop);
+            info!(pod = %s.name, active_deadline_seconds = s.active_deadline_seconds, "stopping what still runs in a kept pod");
+            Ok(())
+        }
+        // Gone, finished with a shorter deadline already, or a namesake: nothing to stop.
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409 | 422) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -127,8 +127,8 @@ async fn an_existing_pod_of_ours_is_adopted_not_created_again() {
     .await;
     assert_eq!(
         result.expect("reconcile succeeds"),
-        Action::requeue(StdDuration::from_secs(567)),
-        "when stopping must begin: the deadline minus the pod's 30s grace"
+        Action::requeue(StdDuration::from_secs(565)),
+        "when stopping must begin: the deadline minus the pod's 30s grace and the margin"
     );
 }
 
@@ -238,8 +238,8 @@ async fn nothing_changed_means_no_request_and_a_requeue_at_the_deadline() {
     let (result, _) = reconcile_against(task, vec![pod], t(20), |api| async move { api.silent().await }).await;
     assert_eq!(
         result.expect("reconcile succeeds"),
-        Action::requeue(StdDuration::from_secs(550)),
-        "T+570: 600 - 30s grace"
+        Action::requeue(StdDuration::from_secs(548)),
+        "T+568: 600 - 30s grace - 2s margin"
     );
 }
 
@@ -463,11 +463,19 @@ async fn an_exhausted_quota_keeps_the_task_pending_and_retries() {
 }
 
 #[tokio::test]
-async fn an_api_server_error_on_create_is_retried_without_a_status_write() {
-    let (result, _) = reconcile_against(task(json!({})), vec![], t(0), |mut api| async move {
+async fn an_api_server_error_on_create_starts_the_budget_and_is_retried() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let (result, _) = reconcile_against(task, vec![], t(0), |mut api| async move {
         let error = api_status(500, "InternalError", "etcdserver: request timed out");
         api.expect(Method::POST, PODS).await.respond(500, &error);
-        api // `done` fails on a status write or a second create
+        // The first attempt to launch starts the budget: persisted, so no retry or restart extends it.
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason, status.attempt), (Phase::Pending, None, 0));
+        assert_eq!(status.start_time.map(|t| t.0), Some(t(0)));
+        assert_eq!(status.deadline.map(|t| t.0), Some(t(600)));
+        put.echo();
+        api // `done` fails on a second create
     })
     .await;
     assert_eq!(result.expect("reconcile succeeds"), Action::requeue(StdDuration::from_secs(15)));
