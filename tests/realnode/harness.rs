@@ -216,6 +216,27 @@ impl Env {
         Self::start_with(test, guard).await
     }
 
+    /// A test that starts its pods 15 s after the first wave: the pull tests, whose startup timeouts are short, get
+    /// the node's first burst of pod starts to themselves (on a 2-core node a burst of 25 pods delays the kubelet's
+    /// first pull attempt past a 10 s startup timeout).
+    pub async fn start_second_wave(test: &str) -> Self {
+        // the operator first, so that the disruptive tests still wait for this one
+        let guard = OperatorUse::Shared(OPERATOR.read().await);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        Self::start_with(test, guard).await
+    }
+
+    /// Poll the task's Events until one matches.
+    pub async fn wait_event(
+        &self,
+        task: &str,
+        what: &str,
+        check: impl Fn(&(String, String, String)) -> bool,
+    ) -> (String, String, String) {
+        wait_for(what, Duration::from_secs(20), async || self.typed_events(task).await.into_iter().find(|e| check(e)))
+            .await
+    }
+
     /// A test that disrupts the shared operator: runs alone, after the others.
     pub async fn start_disruptive(test: &str) -> Self {
         tokio::time::sleep(Duration::from_secs(3)).await;

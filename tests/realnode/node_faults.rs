@@ -134,8 +134,11 @@ async fn disruptive_kubelet_frozen_mid_task_then_resumed() {
     });
     assert_eq!(phase(&t), "Failed", "{}", yaml(&t));
     assert!(message(&t).contains("requested"), "the stop is reported as requested: {}", yaml(&t));
+    let attempt = |t: &Value| t["status"]["attempts"].as_array().and_then(|a| a.last()).cloned().unwrap_or_default();
+    assert!(attempt(&t)["stopRequestedTime"].is_string(), "the attempt says when the stop was asked: {}", yaml(&t));
+    assert!(attempt(&t)["podGoneTime"].is_null(), "and not that the pod is gone: {}", yaml(&t));
     assert_eq!(reason(&late_done), "DeadlineExceeded", "{}", yaml(&late_done));
-    assert!(!message(&late_done).contains("requested"), "and as done once the pod is gone: {}", yaml(&late_done));
+    assert!(attempt(&late_done)["podGoneTime"].is_string(), "done once the pod is gone: {}", yaml(&late_done));
     env.wait_no_pods("late", Duration::from_secs(30)).await;
     for task in ["runs", "late"] {
         let pods = env.pods_seen(task);

@@ -29,7 +29,7 @@ fn only_pod(env: &Env, task: &str) -> PodSeen {
 /// runs on, and the pod is deleted. Measures main's end → the task's end and → the pod gone.
 #[tokio::test]
 async fn injected_sidecar_does_not_hold_the_task_and_main_decides_success() {
-    let env = Env::start("injected_sidecar_ok").await;
+    let env = Env::start_second_wave("injected_sidecar_ok").await;
     proxy_injector(&env).await;
     env.create("mesh", json!({"template": injected("sleep 3; exit 0"), "executionTimeout": "120s"})).await;
     let (t, ended) = env.wait_task("mesh", "the task to finish", Duration::from_secs(60), finished).await;
@@ -61,7 +61,7 @@ async fn injected_sidecar_does_not_hold_the_task_and_main_decides_success() {
 /// The same with `main` exiting 3: Failed/PodFailed with main's exit code, not the proxy's.
 #[tokio::test]
 async fn injected_sidecar_main_exit_code_fails_the_task() {
-    let env = Env::start("injected_sidecar_fail").await;
+    let env = Env::start_second_wave("injected_sidecar_fail").await;
     proxy_injector(&env).await;
     env.create("mesh", json!({"template": injected("sleep 2; exit 3"), "executionTimeout": "120s"})).await;
     let t = env.wait_finished("mesh", Duration::from_secs(60), &mut vec![]).await;
@@ -76,7 +76,7 @@ async fn injected_sidecar_main_exit_code_fails_the_task() {
 /// A template that carries its own long-running helper names the container that decides.
 #[tokio::test]
 async fn deciding_containers_leave_a_template_helper_out() {
-    let env = Env::start("deciding_containers").await;
+    let env = Env::start_second_wave("deciding_containers").await;
     let mut tmpl = template(&image(), "sleep 2; exit 0");
     tmpl["spec"]["containers"]
         .as_array_mut()
@@ -93,7 +93,7 @@ async fn deciding_containers_leave_a_template_helper_out() {
 /// A native sidecar (an init container with restartPolicy Always): the kubelet stops it after main; Succeeded.
 #[tokio::test]
 async fn native_sidecar_task_succeeds() {
-    let env = Env::start("native_sidecar").await;
+    let env = Env::start_second_wave("native_sidecar").await;
     let mut tmpl = template(&image(), "sleep 2; exit 0");
     tmpl["spec"]["initContainers"] = json!([{
         "name": "proxy", "image": image(), "restartPolicy": "Always", "command": ["/bin/sh", "-c", FOREVER]
@@ -108,7 +108,7 @@ async fn native_sidecar_task_succeeds() {
 /// `cleanup: Keep` with an injected proxy: the pod stays for inspection, but nothing runs on in it.
 #[tokio::test]
 async fn kept_pod_has_its_sidecar_stopped() {
-    let env = Env::start("keep_sidecar").await;
+    let env = Env::start_second_wave("keep_sidecar").await;
     proxy_injector(&env).await;
     env.create("kept", json!({"template": injected("sleep 2; exit 0"), "cleanup": "Keep", "executionTimeout": "300s"}))
         .await;
@@ -139,7 +139,7 @@ async fn kept_pod_has_its_sidecar_stopped() {
 /// exit code 137), in the attempt, in a Warning Event and in `kubectl get podtasks`.
 #[tokio::test]
 async fn oom_killed_container_is_reported_as_oomkilled() {
-    let env = Env::start("oom_killed").await;
+    let env = Env::start_second_wave("oom_killed").await;
     // busybox tail keeps the last 150 MiB of an endless stream in memory: the container's main process
     // allocates until the kernel kills it at the limit
     let mut tmpl = template(&image(), "exec tail -c 150m /dev/zero");
@@ -151,8 +151,7 @@ async fn oom_killed_container_is_reported_as_oomkilled() {
     assert_eq!(t["status"]["exitCode"], 137, "{}", yaml(&t));
     assert!(message(&t).contains("OOMKilled") && message(&t).contains("main"), "{}", yaml(&t));
     assert_eq!(history(&t), [(1, "OOMKilled".to_owned())], "{}", yaml(&t));
-    let events = env.typed_events("oom").await;
-    assert!(events.iter().any(|(ty, r, _)| ty == "Warning" && r == "OOMKilled"), "{events:#?}");
+    env.wait_event("oom", "a Warning Event OOMKilled", |(ty, r, _)| ty == "Warning" && r == "OOMKilled").await;
     let (ok, table) = kubectl(&["get", "podtasks", "-n", &env.ns, "oom"]);
     assert!(ok && table.contains("OOMKilled"), "the Reason column:\n{table}");
     let pod = only_pod(&env, "oom");
@@ -164,7 +163,7 @@ async fn oom_killed_container_is_reported_as_oomkilled() {
 /// stay in status.terminationMessage and the failure Event.
 #[tokio::test]
 async fn failed_containers_last_lines_outlive_its_pod() {
-    let env = Env::start("last_lines").await;
+    let env = Env::start_second_wave("last_lines").await;
     let script = "i=1; while [ $i -le 200 ]; do printf 'output line %03d of the task\\n' $i; i=$((i+1)); done; exit 1";
     env.create("talky", json!({"template": template(&image(), script)})).await;
     let t = env.wait_finished("talky", Duration::from_secs(60), &mut vec![]).await;
@@ -179,11 +178,9 @@ async fn failed_containers_last_lines_outlive_its_pod() {
     assert!(!words.contains("output line 100 of the task"), "at most the kubelet's 80 lines:\n{words}");
     assert!(words.len() <= 2048, "{} bytes", words.len());
     let kept = words.lines().filter(|l| l.starts_with("output line")).count();
-    let events = env.typed_events("talky").await;
-    let note = events
-        .iter()
-        .find(|(ty, _, note)| ty == "Warning" && note.contains(last))
-        .unwrap_or_else(|| panic!("a Warning Event with the last line: {events:#?}"));
+    let note = env
+        .wait_event("talky", "a Warning Event with the last line", |(ty, _, n)| ty == "Warning" && n.contains(last))
+        .await;
     let in_event = note.2.lines().filter(|l| l.starts_with("output line")).count();
     println!(
         "MEASURE realnode: 200 lines then exit 1, pod deleted: {kept} last lines ({} bytes) in status.terminationMessage, \
