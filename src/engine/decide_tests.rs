@@ -886,3 +886,291 @@ fn a_retry_rule_still_counts_against_the_limit_and_an_uncounted_one_does_not() {
     // ... up to the hard cap.
     assert_eq!(after_two(76, failure_policy::MAX_UNCOUNTED_RETRIES).phase, Phase::Failed);
 }
+
+// ---- pods of real clusters ----
+
+fn container(name: &str, state: serde_json::Value) -> serde_json::Value {
+    json!({"name": name, "image": "busybox", "imageID": "", "ready": false, "restartCount": 0, "state": state})
+}
+
+/// A running pod whose containers are in these states (`main` ended, a sidecar running, ...).
+fn containers(states: serde_json::Value) -> serde_json::Value {
+    json!({"phase": "Running", "startTime": t(0).to_string(), "conditions": [{"type": "PodScheduled", "status": "True"}],
+        "containerStatuses": states})
+}
+
+fn ended(code: i32, reason: &str) -> serde_json::Value {
+    json!({"terminated": {"exitCode": code, "reason": reason, "message": "last words"}})
+}
+
+fn still_running() -> serde_json::Value {
+    json!({"running": {"startedAt": t(0).to_string()}})
+}
+
+/// A sidecar that admission added never exits: the task ends when its own container has, and the pod goes.
+#[test]
+fn a_sidecar_does_not_keep_a_finished_task_running() {
+    let task = reported(task(json!({"executionTimeout": "10m"})), Phase::Running, Reason::Running, t(0));
+    let cases = [(0, Phase::Succeeded, Reason::Completed), (3, Phase::Failed, Reason::PodFailed)];
+    for (code, phase, want) in cases {
+        let reason_word = if code == 0 { "Completed" } else { "Error" };
+        let pod = pod_at(
+            &task,
+            1,
+            t(0),
+            containers(json!([container("main", ended(code, reason_word)), container("istio-proxy", still_running())])),
+        );
+        let plan = cached(&task, std::slice::from_ref(&pod), t(20));
+        assert_eq!((plan.status.phase, reason(&plan), plan.status.exit_code), (phase, Some(want), Some(code)));
+        assert_eq!(deleted(&plan), [P1], "the pod goes, and the sidecar with it");
+        if code != 0 {
+            let message = plan.status.message.as_deref().unwrap_or_default();
+            assert!(message.contains("container main of pod job-0f0f0-1 exited with 3: last words"), "{message}");
+        }
+    }
+}
+
+/// A template that carries its own long-running helper names the container that decides.
+#[test]
+fn deciding_containers_name_the_task_s_own_work() {
+    let spec = json!({"decidingContainers": ["main"], "template": {"spec": {"containers": [
+        {"name": "main", "image": "busybox"}, {"name": "cloudsql-proxy", "image": "proxy"}]}}});
+    let task = reported(task(spec), Phase::Running, Reason::Running, t(0));
+    let helper_runs = json!([container("main", ended(0, "Completed")), container("cloudsql-proxy", still_running())]);
+    let pod = pod_at(&task, 1, t(0), containers(helper_runs));
+    assert_eq!(pod.metadata.annotations.as_ref().unwrap()["podtask.dev/deciding-containers"], "main");
+    let plan = cached(&task, std::slice::from_ref(&pod), t(20));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Succeeded, Some(Reason::Completed)));
+    // Without the field, both containers decide: the helper keeps the task running.
+    let mut unnamed = task.clone();
+    unnamed.spec.deciding_containers = None;
+    let pod = pod_at(
+        &unnamed,
+        1,
+        t(0),
+        containers(json!([container("main", ended(0, "Completed")), container("cloudsql-proxy", still_running())])),
+    );
+    assert_eq!(pod.metadata.annotations.as_ref().unwrap()["podtask.dev/deciding-containers"], "main,cloudsql-proxy");
+    let plan = cached(&unnamed, std::slice::from_ref(&pod), t(20));
+    assert_eq!(plan.status.phase, Phase::Running);
+}
+
+/// A pod that `cleanup` keeps still has what runs in it stopped, once: its activeDeadlineSeconds is lowered.
+#[test]
+fn a_kept_pod_has_its_sidecar_stopped_once() {
+    let task = reported(task(json!({"cleanup": "Keep"})), Phase::Running, Reason::Running, t(0));
+    let mut pod = pod_at(
+        &task,
+        1,
+        t(0),
+        containers(json!([container("main", ended(0, "Completed")), container("log-shipper", still_running())])),
+    );
+    let plan = cached(&task, std::slice::from_ref(&pod), t(30));
+    assert_eq!(plan.status.phase, Phase::Succeeded);
+    assert!(plan.delete.is_empty(), "Keep keeps the pod");
+    assert_eq!(plan.stop.len(), 1);
+    assert_eq!((plan.stop[0].name.as_str(), plan.stop[0].active_deadline_seconds), (P1, 31));
+    // Once lowered (the watch shows it), nothing more is asked; nor once the kubelet has stopped the pod.
+    let done = after(&task, &plan);
+    pod.spec.as_mut().unwrap().active_deadline_seconds = Some(31);
+    assert!(cached(&done, std::slice::from_ref(&pod), t(31)).stop.is_empty());
+    pod.status.as_mut().unwrap().phase = Some("Failed".into());
+    pod.spec.as_mut().unwrap().active_deadline_seconds = None;
+    assert!(cached(&done, std::slice::from_ref(&pod), t(40)).stop.is_empty());
+}
+
+#[test]
+fn an_out_of_memory_kill_is_named_and_rules_can_act_on_it() {
+    let oom = || json!({"phase": "Failed", "containerStatuses": [container("main", ended(137, "OOMKilled"))]});
+    let base = reported(task(json!({})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&base, 1, t(0), oom());
+    let plan = cached(&base, std::slice::from_ref(&pod), t(20));
+    assert_eq!(
+        (plan.status.phase, reason(&plan), plan.status.exit_code),
+        (Phase::Failed, Some(Reason::OOMKilled), Some(137))
+    );
+    assert_eq!(plan.status.attempts[0].reason, Reason::OOMKilled);
+    let message = plan.status.message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("container main of pod job-0f0f0-1 ran out of memory (OOMKilled, exit code 137)"),
+        "{message}"
+    );
+    assert_eq!((plan.events[0].reason.as_str(), plan.events[0].warning), ("OOMKilled", true));
+    // Not retried by default (the same limit would kill it again), retried when asked.
+    let retried = reported(task(json!({"retry": {"reasons": ["OOMKilled"]}})), Phase::Running, Reason::Running, t(0));
+    let plan = cached(&retried, &[pod_at(&retried, 1, t(0), oom())], t(20));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Pending, Some(Reason::BackingOff)));
+    // A rule on the termination reason wins over retry.
+    let ruled = reported(
+        task(json!({"retry": {"reasons": ["OOMKilled"]}, "podFailurePolicy": {"rules": [
+            {"action": "Fail", "onTerminationReasons": {"values": ["OOMKilled"]}}]}})),
+        Phase::Running,
+        Reason::Running,
+        t(0),
+    );
+    let plan = cached(&ruled, &[pod_at(&ruled, 1, t(0), oom())], t(20));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::OOMKilled)));
+    assert_eq!(
+        plan.status.attempts[0].matched_rule.as_deref(),
+        Some("rules[0]: container main terminated with OOMKilled -> Fail")
+    );
+}
+
+/// The node lifecycle controller marks the pods of a node that stopped answering not ready, without a reason of
+/// the kubelet's: the task says what is known.
+#[test]
+fn a_node_that_stops_answering_is_reported() {
+    let task = reported(task(json!({"executionTimeout": "10m"})), Phase::Running, Reason::Running, t(0));
+    let on_node = |ready: serde_json::Value| {
+        let mut status = running();
+        status["conditions"].as_array_mut().unwrap().push(ready);
+        let mut pod = pod_at(&task, 1, t(0), status);
+        pod.spec.as_mut().unwrap().node_name = Some("node-7".into());
+        pod
+    };
+    let lost = on_node(json!({"type": "Ready", "status": "False"}));
+    let plan = cached(&task, std::slice::from_ref(&lost), t(100));
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Running, Some(Reason::NodeUnreachable)));
+    let message = plan.status.message.as_deref().unwrap_or_default();
+    assert!(message.contains("node node-7 is not answering") && message.contains("may still be running"), "{message}");
+    assert!(plan.events[0].warning);
+    assert_eq!(plan.requeue_at, Some(t(568)), "the deadline still holds");
+    // Not ready for a reason of the kubelet's (a readiness probe) is not a lost node.
+    let probing = on_node(json!({"type": "Ready", "status": "False", "reason": "ContainersNotReady"}));
+    let plan = cached(&task, std::slice::from_ref(&probing), t(100));
+    assert_eq!(reason(&plan), Some(Reason::Running));
+    // The node answers again: back to Running.
+    let lost_task = after(&task, &cached(&task, std::slice::from_ref(&lost), t(100)));
+    let plan = cached(&lost_task, &[on_node(json!({"type": "Ready", "status": "True"}))], t(120));
+    assert_eq!(reason(&plan), Some(Reason::Running));
+}
+
+/// A deadline stop is "requested" while the pod exists, and done once it is gone: one more status write, once.
+#[test]
+fn a_deadline_stop_is_requested_until_the_pod_is_gone() {
+    let task = reported(task(json!({"executionTimeout": "60s"})), Phase::Running, Reason::Running, t(0));
+    let mut pod = pod_at(&task, 1, t(0), running());
+    pod.spec.as_mut().unwrap().node_name = Some("node-7".into());
+    pod.status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .as_mut()
+        .unwrap()
+        .push(serde_json::from_value(json!({"type": "Ready", "status": "False"})).unwrap());
+    let stop = fresh(&task, std::slice::from_ref(&pod), t(58));
+    assert_eq!((stop.status.phase, reason(&stop)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+    let message = stop.status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("stop of pod job-0f0f0-1 requested") && message.contains("node node-7 is not answering"),
+        "{message}"
+    );
+    let record = &stop.status.attempts[0];
+    assert_eq!((record.stop_requested_time.clone(), record.pod_gone_time.clone()), (Some(Time(t(58))), None));
+    let stopping_task = after(&task, &stop);
+    // Still there, being deleted (its node frozen): nothing new to say.
+    pod.metadata.deletion_timestamp = Some(Time(t(60)));
+    let waiting = cached(&stopping_task, std::slice::from_ref(&pod), t(90));
+    assert!(!waiting.writes_status && waiting.events.is_empty());
+    // Gone: the stop is done.
+    let gone = cached(&stopping_task, &[], t(130));
+    assert!(gone.writes_status);
+    assert_eq!(gone.status.attempts[0].pod_gone_time, Some(Time(t(130))));
+    assert!(
+        gone.status.message.as_deref().unwrap_or_default().ends_with("; pod job-0f0f0-1 is gone"),
+        "{:?}",
+        gone.status.message
+    );
+    assert!(!cached(&after(&stopping_task, &gone), &[], t(140)).writes_status, "once");
+    // A pod that was already gone or finished at the deadline needs no confirmation.
+    let finished = pod_at(&task, 1, t(0), exited("Failed", 137, ""));
+    let mut finished_status = finished.status.clone().unwrap();
+    finished_status.reason = Some("DeadlineExceeded".into());
+    let mut finished = finished;
+    finished.status = Some(finished_status);
+    let plan = cached(&task, &[finished], t(61));
+    assert_eq!(reason(&plan), Some(Reason::DeadlineExceeded));
+    assert_eq!(plan.status.attempts[0].stop_requested_time, None);
+}
+
+/// One attempt's pod at a time: the next attempt waits while an earlier pod may still run.
+#[test]
+fn no_next_attempt_while_an_earlier_pod_may_still_run() {
+    let task = task(json!({"startupTimeout": "60s"}));
+    let pod1 = pod_at(&task, 1, t(0), scheduled_waiting("ImagePullBackOff", "Back-off pulling"));
+    let timed_out = after(&task, &fresh(&task, std::slice::from_ref(&pod1), t(61)));
+    assert_eq!(timed_out.status.as_ref().unwrap().phase, Phase::Pending);
+    let next = timed_out.status.as_ref().unwrap().next_attempt_time.clone().unwrap().0;
+    let mut stopping = pod1.clone();
+    stopping.metadata.deletion_timestamp = Some(Time(t(61)));
+    let held = cached(&timed_out, std::slice::from_ref(&stopping), next);
+    assert!(held.create.is_none(), "attempt 2 waits for pod 1");
+    assert!(
+        held.status
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("waits until pod job-0f0f0-1 of attempt 1 has stopped")
+    );
+    let launched = cached(&after(&timed_out, &held), &[], next);
+    assert!(launched.create.is_some(), "pod 1 gone: attempt 2 starts");
+}
+
+// ---- when the budget starts ----
+
+/// A task whose pod cannot be created (a full ResourceQuota) still runs out of time: the budget starts at the
+/// first create request, refused or not.
+#[test]
+fn a_task_whose_pod_is_refused_still_runs_out_of_time() {
+    let quota = CreateError::Quota("exceeded quota: one-pod, requested: pods=1, used: pods=1, limited: pods=1".into());
+    for spec in [json!({"executionTimeout": "20s"}), json!({"deadline": t(20).to_string()})] {
+        let task = task(spec.clone());
+        let first = refused(&task, &quota, t(0));
+        assert_eq!((first.status.phase, reason(&first)), (Phase::Pending, Some(Reason::QuotaExceeded)), "{spec}");
+        assert_eq!(first.status.start_time, Some(Time(t(0))));
+        assert_eq!(first.status.deadline, Some(Time(t(20))), "{spec}");
+        assert_eq!(first.requeue_at, Some(t(15)));
+        let waiting = after(&task, &first);
+        // A later refusal (a restart, say) never moves the start.
+        let again = refused(&waiting, &quota, t(15));
+        assert_eq!((again.status.start_time.clone(), again.requeue_at), (Some(Time(t(0))), Some(t(20))));
+        // Out of time: DeadlineExceeded, saying what kept it from starting, without trying again.
+        let late = cached(&waiting, &[], t(20));
+        assert!(late.create.is_none());
+        assert_eq!((late.status.phase, reason(&late)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+        let message = late.status.message.as_deref().unwrap_or_default();
+        assert!(
+            message.contains("passed before the first attempt could start")
+                && message.contains("exceeded quota: one-pod"),
+            "{message}"
+        );
+    }
+}
+
+/// Quota freed in time: the task runs within its original budget.
+#[test]
+fn a_refused_task_that_gets_its_pod_keeps_its_original_budget() {
+    let task = task(json!({"executionTimeout": "60s"}));
+    let quota = CreateError::Quota("exceeded quota".into());
+    let waiting = after(&task, &refused(&task, &quota, t(0)));
+    let launch = cached(&waiting, &[], t(15));
+    let pod = launch.create.expect("the quota has room now");
+    assert_eq!(pod.metadata.annotations.as_ref().unwrap()["podtask.dev/start-time"], t(0).to_string());
+    assert_eq!(launch.status.deadline, Some(Time(t(60))));
+    assert_eq!(
+        pod.spec.unwrap().active_deadline_seconds,
+        Some(39),
+        "60 - 15 - 4s grace (a tenth of what is left) - 2s margin"
+    );
+}
+
+/// Refused creates are paced by how long the task has waited: 15 s at first, up to 5 minutes.
+#[test]
+fn refused_creates_are_paced_by_the_time_waited() {
+    let task = task(json!({}));
+    let quota = CreateError::Quota("exceeded quota".into());
+    let waiting = after(&task, &refused(&task, &quota, t(0)));
+    for (now, next) in [(15, 30), (100, 150), (1000, 1300), (7200, 7500)] {
+        assert_eq!(refused(&waiting, &quota, t(now)).requeue_at, Some(t(next)), "at T+{now}");
+    }
+}

@@ -230,4 +230,18 @@ mod tests {
         let unbounded = build(&t, 1, now, None, now);
         assert_eq!(unbounded.spec.unwrap().active_deadline_seconds, Some(60));
     }
+
+    #[test]
+    fn a_failed_containers_last_lines_become_its_message_unless_the_template_says_otherwise() {
+        let t = task(serde_json::json!({"template": {"spec": {"restartPolicy": "Never",
+            "initContainers": [{"name": "setup", "image": "busybox"}],
+            "containers": [{"name": "main", "image": "busybox"},
+                {"name": "own", "image": "busybox", "terminationMessagePolicy": "File"}]}}}));
+        let now = ts("2026-01-01T10:00:00Z");
+        let spec = build(&t, 1, now, None, now).spec.unwrap();
+        let policy = |c: &k8s_openapi::api::core::v1::Container| c.termination_message_policy.clone();
+        assert_eq!(policy(&spec.containers[0]).as_deref(), Some("FallbackToLogsOnError"));
+        assert_eq!(policy(&spec.containers[1]).as_deref(), Some("File"), "the template's choice is kept");
+        assert_eq!(policy(&spec.init_containers.unwrap()[0]).as_deref(), Some("FallbackToLogsOnError"));
+    }
 }

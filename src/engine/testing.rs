@@ -4,7 +4,7 @@ use crate::jiff::Timestamp;
 use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use serde_json::{Value, json};
 
-use super::{Config, Event, Next, Observed, PodDeletion, create_error::CreateError, decide, pod};
+use super::{Config, Event, Next, Observed, PodDeletion, PodStop, create_error::CreateError, decide, pod};
 use crate::crd::{PodTask, PodTaskStatus};
 
 pub const UID: &str = "0f0f0f0f-1111-2222-3333-444444444444";
@@ -84,6 +84,7 @@ pub struct Decided {
     pub status: PodTaskStatus,
     pub writes_status: bool,
     pub delete: Vec<PodDeletion>,
+    pub stop: Vec<PodStop>,
     pub delete_task: bool,
     pub events: Vec<Event>,
     pub requeue_at: Option<Timestamp>,
@@ -99,6 +100,7 @@ fn decided(task: &PodTask, seen: Observed<'_>) -> Decided {
             status: plan.status.unwrap_or(old),
             create: plan.create,
             delete: plan.delete,
+            stop: plan.stop,
             delete_task: plan.delete_task,
             events: plan.events,
             requeue_at: plan.requeue_at,
