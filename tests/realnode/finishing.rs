@@ -101,8 +101,16 @@ async fn stubborn_container(env: &Env, name: &str, grace: u32) -> Stubborn {
     .await
     .expect("the /proc watcher");
     let late = secs_between(deadline, dead_at);
+    // where the time went: podtask's delete (as the watch saw it) against the planned stop, then the kubelet
+    let stop = env.pods_seen(name).into_iter().find_map(|p| p.deleting).map_or(String::new(), |(at, given)| {
+        format!(
+            "; delete seen at {:+.2} s with a {given} s grace, so the kubelet took {:+.2} s past the grace",
+            secs_between(deadline, at),
+            secs_between(at, dead_at) - given as f64
+        )
+    });
     println!(
-        "MEASURE realnode: deadline -> container dead (SIGTERM ignored, terminationGracePeriodSeconds {grace}, budget {BUDGET} s): {late:+.2} s"
+        "MEASURE realnode: deadline -> container dead (SIGTERM ignored, terminationGracePeriodSeconds {grace}, budget {BUDGET} s): {late:+.2} s{stop}"
     );
     let t = env.wait_finished(name, Duration::from_secs(30), &mut vec![]).await;
     assert_eq!(reason(&t), "DeadlineExceeded", "{}", yaml(&t));

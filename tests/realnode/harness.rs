@@ -154,6 +154,8 @@ pub struct PodSeen {
     pub containers: Vec<String>,
     /// Container name → its termination, as first seen.
     pub terminated: BTreeMap<String, Terminated>,
+    /// When the watch first saw the pod's deletion requested (deletionTimestamp set), and the grace it was given.
+    pub deleting: Option<(Timestamp, i64)>,
     /// When the watch saw the pod deleted (gone from the API).
     pub gone: Option<Timestamp>,
 }
@@ -186,6 +188,9 @@ fn record(book: &mut BTreeMap<String, PodSeen>, p: &Pod, gone: bool) {
             finished_at: t.finished_at.as_ref().map(|f| f.0),
             seen: Timestamp::now(),
         });
+    }
+    if p.metadata.deletion_timestamp.is_some() && e.deleting.is_none() {
+        e.deleting = Some((Timestamp::now(), p.metadata.deletion_grace_period_seconds.unwrap_or_default()));
     }
     if gone && e.gone.is_none() {
         e.gone = Some(Timestamp::now());
