@@ -16,5 +16,6 @@ mod harness;
 mod leader;
 mod metrics;
 mod restart;
+mod sidecars;
 mod startup;
 mod validation;
