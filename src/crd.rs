@@ -36,7 +36,6 @@ use crate::{duration::Duration, time_spec::TimeSpec};
     ).message("spec cannot change once the PodTask exists (its pod may already be running, as with a Job's template): delete the PodTask and create it again to run something else")
 )]
 #[x_kube(validation = Rule::new("has(self.template.spec) && size(self.template.spec.containers) > 0").message("template.spec.containers must list at least one container"))]
-#[x_kube(validation = Rule::new("!has(self.decidingContainers) || (has(self.template.spec) && self.decidingContainers.all(n, self.template.spec.containers.exists(c, c.name == n)))").message("decidingContainers must name containers of template.spec.containers"))]
 #[x_kube(validation = Rule::new("!has(self.template.spec) || !has(self.template.spec.restartPolicy) || self.template.spec.restartPolicy == 'Never'").message("template.spec.restartPolicy must be Never or left out: podtask retries failed attempts itself (see spec.retry)"))]
 #[serde(rename_all = "camelCase")]
 pub struct PodTaskSpec {
@@ -90,7 +89,7 @@ pub struct PodTaskSpec {
     /// template itself carries a long-running helper (a log shipper, a database proxy). Whatever still runs in
     /// the pod when the outcome is known is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 20))]
+    #[schemars(length(min = 1, max = 20), inner(length(min = 1, max = 63)))]
     pub deciding_containers: Option<Vec<String>>,
 }
 

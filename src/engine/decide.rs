@@ -744,6 +744,14 @@ fn spec_problem(task: &PodTask) -> Result<(), String> {
     if let Some(d) = &task.spec.deadline {
         d.timestamp().map_err(|e| format!("spec.deadline {e}"))?;
     }
+    // The watch cache holds tasks without their template (it is read before a launch): checked when present. A
+    // schema rule would cost the API server more than its budget allows for an unbounded container list.
+    let containers = task.spec.template.spec.as_ref().map(|s| s.containers.as_slice());
+    if let (Some(named), Some(containers)) = (&task.spec.deciding_containers, containers)
+        && let Some(missing) = named.iter().find(|n| !containers.iter().any(|c| &c.name == *n))
+    {
+        return Err(format!("spec.decidingContainers names {missing:?}, which template.spec.containers does not list"));
+    }
     Ok(())
 }
 

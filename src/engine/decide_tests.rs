@@ -955,6 +955,15 @@ fn deciding_containers_name_the_task_s_own_work() {
     assert_eq!(plan.status.phase, Phase::Running);
 }
 
+#[test]
+fn deciding_containers_must_be_the_template_s() {
+    let task = task(json!({"decidingContainers": ["mian"]}));
+    let plan = cached(&task, &[], t(0));
+    assert!(plan.create.is_none());
+    assert_eq!((plan.status.phase, reason(&plan)), (Phase::Failed, Some(Reason::InvalidSpec)));
+    assert!(plan.status.message.as_deref().unwrap_or_default().contains("\"mian\""), "{:?}", plan.status.message);
+}
+
 /// A pod that `cleanup` keeps still has what runs in it stopped, once: its activeDeadlineSeconds is lowered.
 #[test]
 fn a_kept_pod_has_its_sidecar_stopped_once() {

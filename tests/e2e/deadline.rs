@@ -58,10 +58,11 @@ async fn execution_timeout_deletes_the_pod_at_the_deadline() {
     println!(
         "MEASURE deadline_lag_ms={delete_lag} deadline_pod_gone_ms={gone_lag} stopped_by={by} (kwok removes a running pod 500ms after its deletion)"
     );
-    // Stopping starts the pod's grace period (1s) before the deadline, so that the pod is gone by then.
-    let grace_ms = grace * 1000;
+    // Stopping starts the pod's grace period (1s) and podtask's margin (2s) before the deadline, so that the pod is
+    // gone by then.
+    let grace_ms = (grace + podtask::engine::deadline::STOP_MARGIN_SECONDS) * 1000;
     assert!(delete_lag >= -grace_ms, "the pod was deleted {delete_lag}ms before the deadline, more than its grace");
-    assert!(delete_lag < 3000 - grace_ms, "the pod was deleted {delete_lag}ms after the deadline");
+    assert!(delete_lag < 3000 - grace_ms, "the pod was deleted {delete_lag}ms after its stop was due");
     let completion = status(&task).completion_time.expect("completionTime").0;
     assert!(ms_between(deadline, completion) >= -grace_ms - 1000, "completionTime {completion} long before {deadline}");
 }

@@ -15,6 +15,7 @@ mod hardening;
 mod harness;
 mod leader;
 mod metrics;
+mod quota;
 mod restart;
 mod sidecars;
 mod startup;
