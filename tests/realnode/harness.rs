@@ -482,11 +482,15 @@ spec:
 /// Install the proxy injector (idempotent) and wait until the API server applies it to pods of `env`'s namespace
 /// (a server-side dry run of a labelled pod comes back with the proxy).
 pub async fn proxy_injector(env: &Env) {
-    let file = std::env::temp_dir().join(format!("podtask-injector-{}.yaml", unique()));
-    std::fs::write(&file, INJECTOR.replace("IMAGE", &image())).expect("write the injector manifest");
-    let (ok, out) = kubectl(&["apply", "-f", file.to_str().unwrap()]);
-    let _ = std::fs::remove_file(&file);
-    assert!(ok, "install the MutatingAdmissionPolicy: {out}");
+    // once per test binary: tests starting together would race to create the same objects
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let file = std::env::temp_dir().join(format!("podtask-injector-{}.yaml", unique()));
+        std::fs::write(&file, INJECTOR.replace("IMAGE", &image())).expect("write the injector manifest");
+        let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        assert!(ok, "install the MutatingAdmissionPolicy: {out}");
+    });
     let probe: Pod = serde_json::from_value(json!({
         "metadata": {"name": "injector-probe", "labels": {INJECT_LABEL: "true"}},
         "spec": {"containers": [{"name": "main", "image": image()}]}
