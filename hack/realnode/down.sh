@@ -6,6 +6,8 @@ HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=hack/realnode/lib.sh
 source "$HACK/realnode/lib.sh"
 
+# a kubelet left frozen by a test (node.sh freeze) would not act on TERM
+if pid=$(owned_pid kubelet); then kill -CONT "$pid"; fi
 stop_bg kubelet
 # the containers outlive containerd (each has its shim): kill them through containerd while it runs
 if owned_pid containerd >/dev/null; then

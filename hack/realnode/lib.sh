@@ -64,7 +64,8 @@ start_bg() { # NAME BIN ARGS...
 	shift 2
 	mkdir -p "$NODE_DIR/pids" "$NODE_DIR/logs"
 	if owned_pid "$name" >/dev/null; then say "$name: already running"; return 0; fi
-	setsid "$bin" "$@" >"$NODE_DIR/logs/$name.log" 2>&1 </dev/null &
+	echo "---- $(date -u +%FT%TZ) start" >>"$NODE_DIR/logs/$name.log"
+	setsid "$bin" "$@" >>"$NODE_DIR/logs/$name.log" 2>&1 </dev/null &
 	local pid=$!
 	sleep 0.05
 	echo "$pid $(readlink -f "$bin") $(start_time "$pid")" >"$NODE_DIR/pids/$name"
@@ -97,3 +98,14 @@ wait_for() { # WHAT SECONDS CMD...
 	say "$what: ready in $((SECONDS - t0))s"
 }
 OPERATOR_NS=podtask-system
+
+# the node's two daemons (up.sh, and node.sh for restarts)
+start_containerd() {
+	PATH=$CONTAINERD_BIN:$PATH start_bg containerd "$CONTAINERD_BIN/containerd" --config "$NODE_DIR/containerd/config.toml"
+	wait_for containerd 30 ctr_ version
+}
+start_kubelet() {
+	start_bg kubelet "$KUBELET_BIN" --config="$NODE_DIR/kubelet/config.yaml" --kubeconfig="$NODE_DIR/kubelet/kubeconfig" \
+		--root-dir="$NODE_DIR/kubelet/root" --cert-dir="$NODE_DIR/kubelet/pki" \
+		--hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
+}

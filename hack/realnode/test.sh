@@ -43,6 +43,6 @@ rc=0
 # with PODTASK_REALNODE_INCLUDE_IGNORED=1.
 extra=()
 [[ ${PODTASK_REALNODE_INCLUDE_IGNORED:-0} != 1 ]] || extra=(--include-ignored)
-cargo test --features realnode --test realnode -- --nocapture --test-threads=16 ${extra[@]+"${extra[@]}"} >"$log" 2>&1 || rc=$?
+cargo test --features realnode --test realnode -- --nocapture --test-threads=32 ${extra[@]+"${extra[@]}"} >"$log" 2>&1 || rc=$?
 grep -E "^test |MEASURE|^realnode|test result|panicked|FAILED" "$log" || true
 exit "$rc"

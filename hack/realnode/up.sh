@@ -26,11 +26,8 @@ wait_for faultproxy 20 curl -sf "http://$FAULT_REGISTRY/v2/"
 start_bg relay "$(command -v socat)" "TCP-LISTEN:443,bind=$SERVICE_IP,reuseaddr,fork" "TCP:127.0.0.1:$PODTASK_APISERVER_PORT"
 "$(crane_bin)" digest --insecure "$REGISTRY/$BUSYBOX_REPO" >/dev/null 2>&1 || "$HACK/realnode/images.sh" "$REGISTRY"
 
-PATH=$CONTAINERD_BIN:$PATH start_bg containerd "$CONTAINERD_BIN/containerd" --config "$NODE_DIR/containerd/config.toml"
-wait_for containerd 30 ctr_ version
-start_bg kubelet "$KUBELET_BIN" --config="$NODE_DIR/kubelet/config.yaml" --kubeconfig="$NODE_DIR/kubelet/kubeconfig" \
-	--root-dir="$NODE_DIR/kubelet/root" --cert-dir="$NODE_DIR/kubelet/pki" \
-	--hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=2
+start_containerd
+start_kubelet
 wait_for "node $NODE_NAME Ready" 90 bash -c "[[ \$('$KUBECTL' get node $NODE_NAME -o 'jsonpath={.status.conditions[?(@.type==\"Ready\")].status}') == True ]]"
 say "up in $((SECONDS - t0))s; export KUBECONFIG=$KUBECONFIG"
 echo "export KUBECONFIG=$KUBECONFIG PATH=$CACHE/k8s/$K8S_VERSION/bin:$CACHE/helm/${PODTASK_HELM_VERSION:-v3.22.0}/bin:\$PATH"

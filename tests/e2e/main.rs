@@ -17,5 +17,6 @@ mod leader;
 mod metrics;
 mod quota;
 mod restart;
+mod sidecars;
 mod startup;
 mod validation;

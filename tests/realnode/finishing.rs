@@ -61,23 +61,27 @@ struct Stubborn {
     budget: f64,
 }
 
-/// Run a SIGTERM-ignoring container with this grace under a 20 s budget until it is dead, watching its process in
+/// The stubborn tasks' budget: long enough that a slow start on a busy node (pods created by the whole tier at
+/// once) still leaves the container running well before its deadline.
+const BUDGET: u32 = 40;
+
+/// Run a SIGTERM-ignoring container with this grace under a 40 s budget until it is dead, watching its process in
 /// /proc on the host (the test runs on the node); the task must end `DeadlineExceeded`.
-async fn stubborn_container(env: &Env, grace: u32) -> Stubborn {
+async fn stubborn_container(env: &Env, name: &str, grace: u32) -> Stubborn {
     let marker = format!("podtask-marker-{}", unique());
     let script = format!("trap '' TERM; : {marker}; while :; do sleep 1; done");
     let mut tmpl = template(&image(), &script);
     tmpl["spec"]["terminationGracePeriodSeconds"] = json!(grace);
-    let created = env.create("stubborn", json!({"template": tmpl, "executionTimeout": "20s"})).await;
+    let created = env.create(name, json!({"template": tmpl, "executionTimeout": format!("{BUDGET}s")})).await;
     let t = wait_for("the task Running", Duration::from_secs(60), async || {
-        let t = env.task("stubborn").await?;
+        let t = env.task(name).await?;
         (phase(&t) == "Running").then_some(t)
     })
     .await;
     let deadline = ts(&t["status"]["deadline"]).expect("status.deadline");
-    // the first launch is after `created`, so a budget kept to the sub-second puts the deadline at least 20 s later
+    // the first launch is after `created`, so a budget kept to the sub-second puts the deadline at least 40 s later
     let budget = secs_between(created, deadline);
-    println!("realnode: deadline - task creation: {budget:.3} s (budget 20 s)");
+    println!("realnode: deadline - task creation: {budget:.3} s (budget {BUDGET} s)");
     let dead_at = tokio::task::spawn_blocking(move || {
         let mut seen = false;
         loop {
@@ -97,10 +101,18 @@ async fn stubborn_container(env: &Env, grace: u32) -> Stubborn {
     .await
     .expect("the /proc watcher");
     let late = secs_between(deadline, dead_at);
+    // where the time went: podtask's delete (as the watch saw it) against the planned stop, then the kubelet
+    let stop = env.pods_seen(name).into_iter().find_map(|p| p.deleting).map_or(String::new(), |(at, given)| {
+        format!(
+            "; delete seen at {:+.2} s with a {given} s grace, so the kubelet took {:+.2} s past the grace",
+            secs_between(deadline, at),
+            secs_between(at, dead_at) - given as f64
+        )
+    });
     println!(
-        "MEASURE realnode: deadline -> container dead (SIGTERM ignored, terminationGracePeriodSeconds {grace}, budget 20 s): {late:+.2} s"
+        "MEASURE realnode: deadline -> container dead (SIGTERM ignored, terminationGracePeriodSeconds {grace}, budget {BUDGET} s): {late:+.2} s{stop}"
     );
-    let t = env.wait_finished("stubborn", Duration::from_secs(30), &mut vec![]).await;
+    let t = env.wait_finished(name, Duration::from_secs(30), &mut vec![]).await;
     assert_eq!(reason(&t), "DeadlineExceeded", "{}", yaml(&t));
     Stubborn { late, budget }
 }
@@ -110,17 +122,33 @@ async fn stubborn_container(env: &Env, grace: u32) -> Stubborn {
 #[tokio::test]
 async fn sigterm_ignoring_container_is_killed_within_its_grace_after_the_deadline() {
     let env = Env::start("sigterm_ignored_grace").await;
-    let Stubborn { late, .. } = stubborn_container(&env, 10).await;
+    let Stubborn { late, .. } = stubborn_container(&env, "stubborn", 10).await;
     assert!(late <= 12.0, "the container outlived its deadline by {late:.2} s (grace 10 s)");
 }
 
-/// The same with terminationGracePeriodSeconds 60: podtask bounds the grace by what is left of the budget and starts
-/// termination early, so the container is dead by the deadline (within a 2 s margin); and the 20 s budget is not
-/// cut short by whole-second timestamps.
+/// How many SIGTERM-ignoring tasks the deadline-margin test runs side by side: 3, or
+/// PODTASK_REALNODE_MARGIN_RUNS (e.g. 20 for a longer measurement).
+fn margin_runs() -> usize {
+    std::env::var("PODTASK_REALNODE_MARGIN_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(3)
+}
+
+/// The same with terminationGracePeriodSeconds 60, several tasks at once: podtask bounds the grace by what is left
+/// of the budget and starts termination early enough (its stop margin) that each container is dead by its deadline
+/// despite podtask's and the kubelet's lag; and the budget is not cut short by whole-second timestamps.
 #[tokio::test]
 async fn sigterm_ignoring_container_is_dead_by_the_deadline() {
     let env = Env::start("sigterm_ignored").await;
-    let Stubborn { late, budget } = stubborn_container(&env, 60).await;
-    assert!(late <= 2.0, "the container outlived its deadline by {late:.2} s (allowed: 2 s)");
-    assert!(budget >= 20.0, "the 20 s budget was cut to {budget:.3} s");
+    let n = margin_runs();
+    let names: Vec<String> = (0..n).map(|i| format!("stubborn-{i}")).collect();
+    let runs = futures::future::join_all(names.iter().map(|name| stubborn_container(&env, name, 60))).await;
+    let worst = runs.iter().map(|r| r.late).fold(f64::NEG_INFINITY, f64::max);
+    let best = runs.iter().map(|r| r.late).fold(f64::INFINITY, f64::min);
+    println!(
+        "MEASURE realnode: deadline margin over {n} runs (SIGTERM ignored, grace 60 s, budget {BUDGET} s): container dead \
+         {best:+.2} .. {worst:+.2} s relative to status.deadline (worst {worst:+.2} s)"
+    );
+    for Stubborn { late, budget } in runs {
+        assert!(late <= 0.0, "a container outlived its deadline by {late:.2} s");
+        assert!(budget >= f64::from(BUDGET), "the {BUDGET} s budget was cut to {budget:.3} s");
+    }
 }

@@ -143,12 +143,58 @@ fn podtask_resource() -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk("podtask.dev", "v1alpha1", "PodTask"))
 }
 
-/// Every pod of the namespace ever seen, by uid: (name, task label, first time seen Running).
+/// Every pod of the namespace ever seen, by uid: name, task label, first time seen Running, its containers'
+/// terminations as first seen, and when its deletion was seen.
 #[derive(Clone, Debug, Default)]
 pub struct PodSeen {
     pub name: String,
     pub task: String,
     pub running: Option<Timestamp>,
+    /// The regular containers of the pod as created (after admission).
+    pub containers: Vec<String>,
+    /// Container name → its termination, as first seen.
+    pub terminated: BTreeMap<String, Terminated>,
+    /// When the watch first saw the pod's deletion requested (deletionTimestamp set), and the grace it was given.
+    pub deleting: Option<(Timestamp, i64)>,
+    /// When the watch saw the pod deleted (gone from the API).
+    pub gone: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Terminated {
+    pub exit_code: i32,
+    pub reason: String,
+    /// The kubelet's finishedAt (whole seconds).
+    pub finished_at: Option<Timestamp>,
+    /// When this watch first saw the termination.
+    pub seen: Timestamp,
+}
+
+fn record(book: &mut BTreeMap<String, PodSeen>, p: &Pod, gone: bool) {
+    let e: &mut PodSeen = book.entry(p.uid().unwrap_or_default()).or_default();
+    e.name = p.name_any();
+    e.task = p.labels().get(LABEL_TASK).cloned().unwrap_or_default();
+    e.containers = p.spec.iter().flat_map(|s| s.containers.iter().map(|c| c.name.clone())).collect();
+    let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+    if running && e.running.is_none() {
+        e.running = Some(Timestamp::now());
+    }
+    let statuses = p.status.iter().flat_map(|s| s.container_statuses.iter().flatten());
+    for c in statuses {
+        let Some(t) = c.state.as_ref().and_then(|s| s.terminated.as_ref()) else { continue };
+        e.terminated.entry(c.name.clone()).or_insert_with(|| Terminated {
+            exit_code: t.exit_code,
+            reason: t.reason.clone().unwrap_or_default(),
+            finished_at: t.finished_at.as_ref().map(|f| f.0),
+            seen: Timestamp::now(),
+        });
+    }
+    if p.metadata.deletion_timestamp.is_some() && e.deleting.is_none() {
+        e.deleting = Some((Timestamp::now(), p.metadata.deletion_grace_period_seconds.unwrap_or_default()));
+    }
+    if gone && e.gone.is_none() {
+        e.gone = Some(Timestamp::now());
+    }
 }
 
 /// Tests share the Helm-installed operator; the disruptive ones (scaling it to 0, deleting its leader) hold it
@@ -175,6 +221,27 @@ impl Env {
         Self::start_with(test, guard).await
     }
 
+    /// A test that starts its pods 15 s after the first wave: the pull tests, whose startup timeouts are short, get
+    /// the node's first burst of pod starts to themselves (on a 2-core node a burst of 25 pods delays the kubelet's
+    /// first pull attempt past a 10 s startup timeout).
+    pub async fn start_second_wave(test: &str) -> Self {
+        // the operator first, so that the disruptive tests still wait for this one
+        let guard = OperatorUse::Shared(OPERATOR.read().await);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        Self::start_with(test, guard).await
+    }
+
+    /// Poll the task's Events until one matches.
+    pub async fn wait_event(
+        &self,
+        task: &str,
+        what: &str,
+        check: impl Fn(&(String, String, String)) -> bool,
+    ) -> (String, String, String) {
+        wait_for(what, Duration::from_secs(20), async || self.typed_events(task).await.into_iter().find(|e| check(e)))
+            .await
+    }
+
     /// A test that disrupts the shared operator: runs alone, after the others.
     pub async fn start_disruptive(test: &str) -> Self {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -198,14 +265,12 @@ impl Env {
         let watch = tokio::spawn(async move {
             let mut stream = watcher(pods, watcher::Config::default()).boxed();
             while let Some(Ok(ev)) = stream.next().await {
-                let (watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = ev else { continue };
-                let mut book = book.lock().unwrap();
-                let e: &mut PodSeen = book.entry(p.uid().unwrap_or_default()).or_default();
-                e.name = p.name_any();
-                e.task = p.labels().get(LABEL_TASK).cloned().unwrap_or_default();
-                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
-                if running && e.running.is_none() {
-                    e.running = Some(Timestamp::now());
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        record(&mut book.lock().unwrap(), &p, false)
+                    }
+                    watcher::Event::Delete(p) => record(&mut book.lock().unwrap(), &p, true),
+                    _ => {}
                 }
             }
         });
@@ -285,6 +350,41 @@ impl Env {
             .unwrap_or_default()
     }
 
+    /// The task's Events as (type, reason, note).
+    pub async fn typed_events(&self, task: &str) -> Vec<(String, String, String)> {
+        let (_, text) = kubectl(&[
+            "get",
+            "events",
+            "-n",
+            &self.ns,
+            "--field-selector",
+            &format!("involvedObject.name={task}"),
+            "-o",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        let field = |e: &Value, f: &str| e[f].as_str().unwrap_or("").to_owned();
+        v["items"]
+            .as_array()
+            .map(|a| a.iter().map(|e| (field(e, "type"), field(e, "reason"), field(e, "message"))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Poll the task until `check` holds; returns the task and when it was seen so.
+    pub async fn wait_task(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> (Value, Timestamp) {
+        wait_for(what, timeout, async || {
+            let t = self.task(name).await?;
+            check(&t).then(|| (t, Timestamp::now()))
+        })
+        .await
+    }
+
     pub async fn wait_no_pods(&self, task: &str, timeout: Duration) {
         let pods = self.pods();
         wait_for(&format!("no pods left for {task}"), timeout, async || {
@@ -316,4 +416,91 @@ impl Drop for Env {
 /// Delete with the pod's own grace period.
 pub async fn delete_pod(pods: &Api<Pod>, name: &str) {
     pods.delete(name, &DeleteParams::default()).await.expect("delete pod");
+}
+
+/// The node's name (hack/realnode/lib.sh).
+pub const NODE: &str = "realnode-0";
+
+/// Run `hack/realnode/node.sh ACTION` (freeze, thaw, restart-kubelet, restart-containerd): the node's daemons,
+/// signalled only when they are the processes up.sh started.
+pub fn node(action: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/hack/realnode/node.sh");
+    let out = Command::new(script).arg(action).output().expect("hack/realnode/node.sh");
+    assert!(out.status.success(), "node.sh {action}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The kubelet frozen (SIGSTOP) until this is dropped, a failing test included.
+pub struct Frozen;
+
+impl Frozen {
+    pub fn kubelet() -> Self {
+        node("freeze");
+        Frozen
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        node("thaw");
+    }
+}
+
+/// Pods labelled with this get a never-ending `proxy` container at admission, as a service mesh injects its proxy
+/// (a MutatingAdmissionPolicy; no webhook server).
+pub const INJECT_LABEL: &str = "podtask.test/inject-proxy";
+
+const INJECTOR: &str = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: podtask-test-inject-proxy}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+    objectSelector:
+      matchLabels: {podtask.test/inject-proxy: "true"}
+  matchConditions:
+  - {name: no-proxy-yet, expression: '!object.spec.containers.exists(c, c.name == "proxy")'}
+  mutations:
+  # a JSON patch: an apply configuration may not set atomic lists such as a container's command
+  - patchType: JSONPatch
+    jsonPatch:
+      expression: >
+        [JSONPatch{op: "add", path: "/spec/containers/-", value: Object.spec.containers{
+          name: "proxy", image: "IMAGE",
+          command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]}}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {name: podtask-test-inject-proxy}
+spec:
+  policyName: podtask-test-inject-proxy
+"#;
+
+/// Install the proxy injector (idempotent) and wait until the API server applies it to pods of `env`'s namespace
+/// (a server-side dry run of a labelled pod comes back with the proxy).
+pub async fn proxy_injector(env: &Env) {
+    // once per test binary: tests starting together would race to create the same objects
+    static INSTALLED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let file = std::env::temp_dir().join(format!("podtask-injector-{}.yaml", unique()));
+        std::fs::write(&file, INJECTOR.replace("IMAGE", &image())).expect("write the injector manifest");
+        let (ok, out) = kubectl(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
+        let _ = std::fs::remove_file(&file);
+        assert!(ok, "install the MutatingAdmissionPolicy: {out}");
+    });
+    let probe: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "injector-probe", "labels": {INJECT_LABEL: "true"}},
+        "spec": {"containers": [{"name": "main", "image": image()}]}
+    }))
+    .unwrap();
+    let pods = env.pods();
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    wait_for("the MutatingAdmissionPolicy to inject the proxy", Duration::from_secs(30), async || {
+        let p = pods.create(&dry, &probe).await.ok()?;
+        p.spec?.containers.iter().any(|c| c.name == "proxy").then_some(())
+    })
+    .await;
 }

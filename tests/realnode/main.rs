@@ -6,5 +6,7 @@
 
 mod finishing;
 mod harness;
+mod node_faults;
 mod operator;
 mod pulls;
+mod real_pods;
