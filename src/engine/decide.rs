@@ -214,7 +214,10 @@ impl<'a> Decision<'a> {
             return;
         }
         record.pod_gone_time = Some(Time(self.now_s));
-        let message = format!("{}; pod {} is gone", record.message.as_deref().unwrap_or_default(), record.pod_name);
+        // What was said of a node that did not answer no longer holds: the pod is gone.
+        let requested = record.message.as_deref().unwrap_or_default();
+        let requested = requested.split(UNREACHABLE_NOTE).next().unwrap_or(requested);
+        let message = format!("{requested}; pod {} is gone", record.pod_name);
         record.message = Some(message.clone());
         let message = self.with_history(message);
         self.status.message = Some(message);
@@ -801,9 +804,12 @@ impl<'p> Ending<'p> {
 /// What a user must know of a pod being stopped on a node that stopped answering.
 fn may_run_on(pod: &Pod) -> String {
     pod::unreachable_node(pod)
-        .map(|node| format!("; its node {node} is not answering, so it may still be running there"))
+        .map(|node| format!("{UNREACHABLE_NOTE}{node} is not answering, so it may still be running there"))
         .unwrap_or_default()
 }
+
+/// How a stop's message begins to say the pod's node did not answer (dropped once the pod is gone).
+const UNREACHABLE_NOTE: &str = "; its node ";
 
 fn without_conditions(s: &PodTaskStatus) -> PodTaskStatus {
     PodTaskStatus { conditions: vec![], observed_generation: None, ..s.clone() }

@@ -1092,11 +1092,9 @@ fn a_deadline_stop_is_requested_until_the_pod_is_gone() {
     let gone = cached(&stopping_task, &[], t(130));
     assert!(gone.writes_status);
     assert_eq!(gone.status.attempts[0].pod_gone_time, Some(Time(t(130))));
-    assert!(
-        gone.status.message.as_deref().unwrap_or_default().ends_with("; pod job-0f0f0-1 is gone"),
-        "{:?}",
-        gone.status.message
-    );
+    let done = gone.status.message.as_deref().unwrap_or_default();
+    assert!(done.ends_with("grace period; pod job-0f0f0-1 is gone"), "{done}");
+    assert!(!done.contains("may still be running"), "no longer: {done}");
     assert!(!cached(&after(&stopping_task, &gone), &[], t(140)).writes_status, "once");
     // A pod that was already gone or finished at the deadline needs no confirmation.
     let finished = pod_at(&task, 1, t(0), exited("Failed", 137, ""));
