@@ -133,8 +133,8 @@ for mode in namespaced cluster; do
   lease="$rel-podtask"
   if [ "$mode" = namespaced ]; then yes_ns=("$team_ns"); no_ns=("$other_ns" "$rel_ns"); else yes_ns=("$team_ns" "$other_ns"); no_ns=(); fi
   for ns in "${yes_ns[@]}"; do
-    for v in create delete get list watch; do can yes "$v" "" pods "$ns"; done
-    for v in patch update deletecollection; do can no "$v" "" pods "$ns"; done
+    for v in create delete get list patch watch; do can yes "$v" "" pods "$ns"; done
+    for v in update deletecollection; do can no "$v" "" pods "$ns"; done
     can no create "" pods/exec "$ns"
     can no get "" pods/log "$ns"
     for v in get list watch delete; do can yes "$v" podtask.dev podtasks "$ns"; done

@@ -94,7 +94,7 @@ EOF
 if [ -s "$tmp/cluster.yaml" ]; then
   mutate wildcard-verb 'if d["kind"]=="ClusterRole": d["rules"][0]["verbs"]=["*"]' "--mode cluster"
   mutate secrets 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"].append({"apiGroups":[""],"resources":["secrets"],"verbs":["get"]})' "--mode cluster"
-  mutate extra-pod-verb 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"][0]["verbs"].append("patch")' "--mode cluster"
+  mutate extra-pod-verb 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"][0]["verbs"].append("update")' "--mode cluster"
   mutate missing-status-verb 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"][2]["verbs"]=["patch"]' "--mode cluster"
   mutate crd-access 'if d["kind"]=="ClusterRole": d["rules"].append({"apiGroups":["apiextensions.k8s.io"],"resources":["customresourcedefinitions"],"verbs":["get"]})' "--mode cluster"
   mutate lease-cluster-wide 'if d["kind"]=="ClusterRole" and "crd" not in d["metadata"]["name"]: d["rules"].append({"apiGroups":["coordination.k8s.io"],"resources":["leases"],"verbs":["get"]})' "--mode cluster"
