@@ -585,9 +585,14 @@ async fn deadlines_passing_during_an_api_outage() {
         let names: Vec<String> = (0..count).map(|i| format!("r{round:02}-{i:03}")).collect();
         let creates = names.iter().enumerate().map(|(i, name)| {
             let frac = if count == 1 { 0.5 } else { 0.1 + 0.8 * i as f64 / (count - 1) as f64 };
-            let at = created + lead + length.mul_f64(frac);
+            // podtask stops a pod its grace (1 s here) and its margin before the deadline: those stops fall inside
+            // the outage, spread over it.
+            let stop_lead = Duration::from_secs(1 + podtask::engine::deadline::STOP_MARGIN_SECONDS as u64);
+            let at = created + lead + stop_lead + length.mul_f64(frac);
             let at = Timestamp::from_second(at.as_second()).expect("a whole second");
-            let spec = json!({"template": harness::template("run-forever", &[]), "deadline": at.to_string()});
+            let mut template = harness::template("run-forever", &[]);
+            template["spec"]["terminationGracePeriodSeconds"] = json!(1);
+            let spec = json!({"template": template, "deadline": at.to_string()});
             let tasks = tasks.clone();
             async move { create_task(&tasks, name, spec).await }
         });
