@@ -710,7 +710,8 @@ def main():
                     order = order[::-1]
                 # BENCH_KINDS=podtask: podtask's runs only (to look into its own requests, say)
                 kinds = os.environ.get("BENCH_KINDS", "job,podtask").split(",")
-                order = [o for o in order if o[0] in kinds]
+                # ("job-equal": the Job controller at the equal budget only)
+                order = [o for o in order if o[0] in kinds or f"{o[0]}-{o[1]}" in kinds]
                 for kind, label in order:
                     if kind == "job":
                         set_kcm(label)

@@ -395,6 +395,11 @@ impl<'a> Decision<'a> {
                 if self.hold_progress(deadline::after(since, self.cfg.status_settle)) {
                     return;
                 }
+                if !self.fresh && self.quiet_so_far() {
+                    // A report that costs a status write, on what may be the cache's lagging view of a pod that
+                    // has finished meanwhile (under load): one read, and the outcome is written instead.
+                    return self.read_fresh(pod.name_any());
+                }
                 self.set(Phase::Running, Reason::Running, format!("pod {} is running", pod.name_any()));
                 self.status.startup_deadline = None;
                 self.requeue_stop(pod);
@@ -482,14 +487,18 @@ impl<'a> Decision<'a> {
     /// time: a successful short task takes two status writes (PodCreated, then Succeeded), four API writes in all
     /// with its pod's create and delete.
     fn hold_progress(&mut self, news_at: Timestamp) -> bool {
-        let quiet_so_far = self.old.attempt == self.current
-            && matches!(self.old.reason, Some(Reason::PodCreated | Reason::Scheduling | Reason::ContainerCreating));
-        if !quiet_so_far || self.now >= news_at {
+        if !self.quiet_so_far() || self.now >= news_at {
             return false;
         }
         self.status = self.trusted.clone();
         self.requeue(news_at);
         true
+    }
+
+    /// All the status has said about this attempt is that its pod was created or is starting normally.
+    fn quiet_so_far(&self) -> bool {
+        self.old.attempt == self.current
+            && matches!(self.old.reason, Some(Reason::PodCreated | Reason::Scheduling | Reason::ContainerCreating))
     }
 
     fn rate_limited_this_attempt(&self, w: &Waiting) -> bool {
@@ -743,9 +752,17 @@ impl<'a> Decision<'a> {
                     | Reason::CreateContainerConfigError
                     | Reason::NodeUnreachable
             );
-        // An Event for what a user looks for in `kubectl describe`: an attempt launched (or adopted), trouble, the
-        // end. Normal progress (Scheduling, ContainerCreating, Running) is in the status and the pod's own Events.
-        let news = warning || new.phase.is_terminal() || new.attempt != old.attempt || new.phase == Phase::Pending;
+        // An Event for what a user looks for in `kubectl describe`: an attempt under way (its first report after
+        // the launch, or its adoption), trouble, the end. The launch itself is not one: a short task's only Event is
+        // its outcome, which names the pod and the attempt (as many Events per task as the Job controller's).
+        // Normal progress after the first report is in the status and the pod's own Events.
+        let launched = new.reason == Some(Reason::PodCreated);
+        let first_report = old.reason == Some(Reason::PodCreated) && new.attempt == old.attempt;
+        let news = warning
+            || new.phase.is_terminal()
+            || (new.attempt != old.attempt && !launched)
+            || first_report
+            || new.phase == Phase::Pending;
         if !news {
             return;
         }

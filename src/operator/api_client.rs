@@ -15,7 +15,7 @@ use hyper_util::{
 use kube::client::{Body, ClientBuilder, ConfigExt, retry::RetryPolicy};
 use tower::{BoxError, ServiceBuilder, ServiceExt as _, retry::RetryLayer};
 
-use super::throttle::ThrottleLayer;
+use super::{request_count::CountLayer, throttle::ThrottleLayer};
 
 /// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered before the connection is
 /// dropped (and every request on it fails, to be retried on a new one): a dead connection (the network between
@@ -25,11 +25,12 @@ use super::throttle::ThrottleLayer;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A client for `config`, sending at most `qps` requests per second with bursts of `burst` (0: no limit).
-pub fn build(config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client, kube::Error> {
+/// A client for `config`, sending at most `qps` requests per second with bursts of `burst` (0: no limit), each
+/// request counted by `count`.
+pub fn build(config: kube::Config, qps: u32, burst: u32, count: CountLayer) -> Result<kube::Client, kube::Error> {
     let throttle = ThrottleLayer::new(qps, burst);
     if config.proxy_url.is_some() {
-        return Ok(ClientBuilder::try_from(config)?.with_layer(&throttle).build());
+        return Ok(ClientBuilder::try_from(config)?.with_layer(&throttle).with_layer(&count).build());
     }
     let tls = config.rustls_client_config()?;
     let mut tcp = HttpConnector::new();
@@ -60,7 +61,7 @@ pub fn build(config: kube::Config, qps: u32, burst: u32) -> Result<kube::Client,
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .service(http.map_err(BoxError::from));
-    Ok(ClientBuilder::new(service, config.default_namespace.clone()).with_layer(&throttle).build())
+    Ok(ClientBuilder::new(service, config.default_namespace.clone()).with_layer(&throttle).with_layer(&count).build())
 }
 
 #[cfg(test)]
@@ -78,7 +79,7 @@ mod tests {
         let addr = listener.local_addr().expect("its address");
         tokio::spawn(async move { axum::serve(listener, app).await });
         let config = kube::Config::new(format!("http://{addr}").parse().expect("a URL"));
-        let client = super::build(config, 10, 10).expect("a client");
+        let client = super::build(config, 10, 10, Default::default()).expect("a client");
         let info = client.apiserver_version().await.expect("an answer");
         assert_eq!(info.git_version, "v1.36.4");
     }

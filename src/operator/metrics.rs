@@ -51,6 +51,13 @@ pub struct WriteLabel {
     pub kind: WriteKind,
 }
 
+/// A request to the API server: its verb (get, list, watch, create, update, patch, delete) and resource.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub verb: String,
+    pub resource: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabel {
     pub kind: ErrorKind,
@@ -75,6 +82,8 @@ const LAG_HELP: &str =
     "From the instant stopping a pod was due (its deadline minus its grace period) to podtask issuing the delete";
 const PULL_WAITS_HELP: &str =
     "Times a starting pod was seen waiting on an image pull, by class (backoff, rate_limited)";
+const API_REQUESTS_HELP: &str =
+    "Requests sent to the API server, by verb and resource (every one: reconciles, watches, Events, probes, leases)";
 const LEADER_HELP: &str = "1 while this replica holds the leader lease (or runs without election)";
 const API_UNAVAILABLE_HELP: &str =
     "1 while the API server is unreachable or failing (5xx) and every reconcile waits for it to answer again";
@@ -101,6 +110,7 @@ pub struct Metrics {
     pub image_pull_waits: Family<ClassLabel, Counter>,
     pub attempts_started: Counter,
     pub api_writes: Family<WriteLabel, Counter>,
+    pub api_requests: Family<RequestLabel, Counter>,
     pub leader: Gauge<i64, AtomicI64>,
     pub events_dropped: Counter,
     pub api: ApiSignals,
@@ -118,6 +128,7 @@ impl Default for Metrics {
         let image_pull_waits = Family::<ClassLabel, Counter>::default();
         let attempts_started = Counter::default();
         let api_writes = Family::<WriteLabel, Counter>::default();
+        let api_requests = Family::<RequestLabel, Counter>::default();
         let leader = Gauge::<i64, AtomicI64>::default();
         let events_dropped = Counter::default();
         let api = ApiSignals::default();
@@ -144,6 +155,7 @@ impl Default for Metrics {
         registry.register("image_pull_waits", PULL_WAITS_HELP, image_pull_waits.clone());
         registry.register("attempts_started", "Pods created, one per attempt", attempts_started.clone());
         registry.register("api_writes", "Writes to the API server, by kind", api_writes.clone());
+        registry.register("api_requests", API_REQUESTS_HELP, api_requests.clone());
         registry.register("leader", LEADER_HELP, leader.clone());
         registry.register("events_dropped", "Events not sent because the event queue was full", events_dropped.clone());
         registry.register("api_unavailable", API_UNAVAILABLE_HELP, api.unavailable.clone());
@@ -160,6 +172,7 @@ impl Default for Metrics {
             image_pull_waits,
             attempts_started,
             api_writes,
+            api_requests,
             leader,
             events_dropped,
             api,

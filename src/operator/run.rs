@@ -18,7 +18,7 @@ use super::{
     leader::{self, LeaseSettings},
     metrics::Metrics,
     permits::Permits,
-    preflight,
+    preflight, request_count,
     telemetry::{self, LogFormat},
 };
 use crate::{duration::Duration, engine};
@@ -143,7 +143,9 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let mut config = kube::Config::infer().await.map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     let server = config.cluster_url.to_string();
-    let client = api_client::build(config, args.kube_api_qps, args.kube_api_burst)
+    let metrics = Arc::new(Metrics::default());
+    let count = request_count::CountLayer::new(metrics.api_requests.clone());
+    let client = api_client::build(config, args.kube_api_qps, args.kube_api_burst, count)
         .map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     info!(%server, "checking the API server");
     preflight::check_api(&client, &scopes, &server).await?;
@@ -151,7 +153,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         preflight::check_rbac(&client, &scopes, lease_ns.as_deref()).await?;
     }
 
-    let metrics = Arc::new(Metrics::default());
     let stores: TaskStores = Arc::default();
     let (ready_tx, ready_rx) = watch::channel(false);
     let probe_stores = stores.clone();

@@ -8,6 +8,7 @@
 //! and its own operator watching only that namespace; the whole suite takes about 50 s on two cores.
 
 mod cli;
+mod cost;
 mod deadline;
 mod failure_policy;
 mod finishing;
