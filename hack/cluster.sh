@@ -10,6 +10,7 @@
 #   hack/cluster.sh restart-kwok restart only kwok (reload hack/kwok/*.yaml stages)
 #   hack/cluster.sh kill NAME    SIGKILL one component (fault tests); `up` starts it again
 #   hack/cluster.sh restart-kcm  restart only kube-controller-manager (new PODTASK_KCM_EXTRA_ARGS)
+#   hack/cluster.sh stop-kcm     stop only kube-controller-manager
 #   hack/cluster.sh status       show component/pid/health state
 #   hack/cluster.sh kubeconfig   print the kubeconfig path
 #   hack/cluster.sh env          print `export ...` lines (KUBECONFIG, PATH)
@@ -715,7 +716,7 @@ lock_state() {
 main() {
 	local cmd=${1:-}
 	case $cmd in
-	up | down | restart | restart-kwok | kill | restart-kcm) lock_state ;;
+	up | down | restart | restart-kwok | kill | restart-kcm | stop-kcm) lock_state ;;
 	esac
 	case $cmd in
 	build) cmd_build ;;
@@ -737,6 +738,10 @@ main() {
 		kill -KILL "$pid"
 		rm -f "$PIDS/$2.pid"
 		log "$2: killed (pid $pid)"
+		;;
+	stop-kcm)
+		# the benchmark's controller-only run: Jobs created while no Job controller runs (restart-kcm starts it)
+		stop_component kube-controller-manager
 		;;
 	restart-kcm)
 		# new PODTASK_KCM_EXTRA_ARGS (e.g. --kube-api-qps) without touching the rest of the cluster

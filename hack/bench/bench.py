@@ -421,9 +421,27 @@ def audit_counts(start, end_wait=2.0):
     return out
 
 
+# asked of the API server but stored nowhere, or not per task: an operator's start-up RBAC check, leader election
+NOT_TASK_WRITES = ("selfsubjectaccessreviews", "leases")
+
+
 def writes(counts, exclude_events=False):
-    return sum(n for k, n in counts.items() if k.split()[0] in WRITE_VERBS
+    return sum(n for k, n in counts.items() if k.split()[0] in WRITE_VERBS and k.split()[1] not in NOT_TASK_WRITES
                and not (exclude_events and k.split()[1] == "events"))
+
+
+# ---------------------------------------------------------------- load beside the cluster
+class Load:
+    """`n` processes that only spin (each a CPU core's worth of demand at nice 0) beside the cluster while a run
+    lasts: the loaded variant of a run. Started and stopped by this script only (it holds their Popen objects)."""
+
+    def __init__(self, n):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+    def stop(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
 
 
 # ---------------------------------------------------------------- phases
@@ -500,6 +518,57 @@ def throughput(kind, n, args, label):
         f"writes/task={res['writes_per_task']:.2f} ({res['writes_per_task_no_events']:.2f} without events)"
         + (f" api_connections_max={res['api_connections_max']}" if kind == "podtask" else "")
         + f" cpu_s={shared_cpu}" + (f" kcm_cpu_s={res.get('kcm_cpu_s')}" if kind == "job" else ""))
+    drop_namespace(ns)
+    return res
+
+
+def controller_only(kind, n, args, label):
+    """N tasks created while their controller is stopped, then the controller started: seconds from its start to all
+    done (the controller's own pace, apart from the creation client's)."""
+    ns = new_namespace(kind + "-ctl")
+    done, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def on_obj(typ, obj, t):
+        if is_done(kind, obj):
+            with lock:
+                done.setdefault(obj["metadata"]["name"], t)
+
+    if kind == "job":
+        subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "stop-kcm"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    make = podtask if kind == "podtask" else job
+    create_all([make(f"t-{i}") for i in range(n)], kind, ns, args.workers)
+    K.watch(coll(kind, ns), on_obj, stop)
+    time.sleep(2)
+    shared = {c: component_pid(c) for c in ("kube-apiserver", "etcd", "kwok")}
+    shared0 = {c: proc_stat(pid)[0] for c, pid in shared.items() if pid}
+    a0 = audit_offset()
+    t0 = time.time()
+    op = None
+    if kind == "podtask":
+        op = Operator(ns, args.operator_args)
+    else:
+        os.environ["PODTASK_KCM_EXTRA_ARGS"] = "--kube-api-qps=1000 --kube-api-burst=1000 --concurrent-job-syncs=50"
+        subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "restart-kcm"], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: len(done) >= n, max(180, n * 0.6))
+    t_done = max(done.values()) - t0 if len(done) >= n else None
+    if kind == "podtask":
+        wait_until(lambda: not K.req("GET", coll("pod", ns) + "?limit=1")[1]["items"], 20, step=0.2)
+    stop.set()
+    shared_cpu = {c: round(proc_stat(shared[c])[0] - t, 1) for c, t in shared0.items()
+                  if component_pid(c) == shared[c]}
+    counts = audit_counts(a0)
+    res = {"kind": kind, "label": label, "n": n, "done": len(done), "done_s": t_done,
+           "tasks_per_s": n / t_done if t_done else None, "requests": counts, "component_cpu_s": shared_cpu}
+    if op:
+        cpu, hwm, rss = op.stat()
+        res.update(cpu_s=cpu, peak_rss_kib=hwm)
+        op.stop()
+    ctl = "podtask" if kind == "podtask" else "job-controller"
+    res["writes_per_task"] = writes(counts.get(ctl, {})) / n
+    res["writes_per_task_no_events"] = writes(counts.get(ctl, {}), exclude_events=True) / n
+    log(f"controller-only {label}: n={n} done={t_done} rate={res['tasks_per_s']} cpu_s={shared_cpu}")
     drop_namespace(ns)
     return res
 
@@ -687,7 +756,10 @@ def main():
     p.add_argument("--spread-seconds", type=int, default=180)
     p.add_argument("--scale", type=int, nargs="*", default=[100, 1000, 5000, 10000])
     p.add_argument("--workers", type=int, default=16)
-    p.add_argument("--phases", default="throughput,burst,spread,scale")
+    p.add_argument("--phases", default="throughput,controller,burst,spread,scale")
+    p.add_argument("--load", type=int, default=1,
+                   help="spinning processes beside the cluster in the loaded variant of throughput runs")
+    p.add_argument("--variants", default="quiet,loaded")
     p.add_argument("--operator-args", default="")
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -695,30 +767,55 @@ def main():
     K = Kube()
     phases = args.phases.split(",")
     out = {"started": rfc3339(time.time()), "args": vars(args), "nproc": os.cpu_count(),
-           "loadavg_start": os.getloadavg(), "throughput": [], "burst": None, "spread": None, "scale": []}
+           "loadavg_start": os.getloadavg(), "throughput": [], "controller": [], "burst": None, "spread": None,
+           "scale": []}
 
     def save():
         with open(args.out, "w") as f:
             json.dump(out, f, indent=1)
 
+    variants = args.variants.split(",")
     if "throughput" in phases:
-        for n in args.sizes:
+        for variant in variants:
+            for n in args.sizes:
+                for r in range(args.repeats):
+                    # alternate: Job (defaults), PodTask, Job (equal budget), PodTask; the next repeat starts the other way
+                    order = [("job", "defaults"), ("podtask", "podtask"), ("job", "equal"), ("podtask", "podtask")]
+                    if r % 2:
+                        order = order[::-1]
+                    # BENCH_KINDS=podtask: podtask's runs only (to look into its own requests, say)
+                    kinds = os.environ.get("BENCH_KINDS", "job,podtask").split(",")
+                    # ("job-equal": the Job controller at the equal budget only)
+                    order = [o for o in order if o[0] in kinds or f"{o[0]}-{o[1]}" in kinds]
+                    for kind, label in order:
+                        if kind == "job":
+                            set_kcm(label)
+                        waited = settle()
+                        load = Load(args.load if variant == "loaded" else 0)
+                        try:
+                            res = throughput(kind, n, args, "job-" + label if kind == "job" else label)
+                        finally:
+                            load.stop()
+                        res["repeat"], res["settled_after_s"], res["variant"] = r, waited, variant
+                        out["throughput"].append(res)
+                        save()
+        set_kcm("defaults")
+    if "controller" in phases:
+        # the Job controller at the equal budget, podtask, and again the other way round; quiet, then loaded
+        for variant in variants:
             for r in range(args.repeats):
-                # alternate: Job (defaults), PodTask, Job (equal budget), PodTask; the next repeat starts the other way
-                order = [("job", "defaults"), ("podtask", "podtask"), ("job", "equal"), ("podtask", "podtask")]
-                if r % 2:
-                    order = order[::-1]
-                # BENCH_KINDS=podtask: podtask's runs only (to look into its own requests, say)
                 kinds = os.environ.get("BENCH_KINDS", "job,podtask").split(",")
-                # ("job-equal": the Job controller at the equal budget only)
-                order = [o for o in order if o[0] in kinds or f"{o[0]}-{o[1]}" in kinds]
-                for kind, label in order:
-                    if kind == "job":
-                        set_kcm(label)
-                    waited = settle()
-                    res = throughput(kind, n, args, "job-" + label if kind == "job" else label)
-                    res["repeat"], res["settled_after_s"] = r, waited
-                    out["throughput"].append(res)
+                order = [("job", "job-equal"), ("podtask", "podtask")]
+                order = [o for o in order if o[0] in kinds or o[1] in kinds]
+                for kind, label in (order if r % 2 == 0 else order[::-1]):
+                    settle()
+                    load = Load(args.load if variant == "loaded" else 0)
+                    try:
+                        res = controller_only(kind, args.sizes[0], args, label)
+                    finally:
+                        load.stop()
+                    res["repeat"], res["variant"] = r, variant
+                    out["controller"].append(res)
                     save()
         set_kcm("defaults")
     if "burst" in phases and args.burst:

@@ -26,6 +26,11 @@ def verbs(run):
     return ", ".join(f"{k} {n / run['n']:.2f}" for k, n in w)
 
 
+def events(run):
+    c = run["requests"].get(CTL[run["label"]], {})
+    return sum(n for k, n in c.items() if k.split()[0] in ("create", "update", "patch") and k.split()[1] == "events") / run["n"]
+
+
 def reads(run):
     c = run["requests"].get(CTL[run["label"]], {})
     return sum(n for k, n in c.items() if k.split()[0] in ("get", "list", "watch")) / run["n"]
@@ -45,13 +50,17 @@ def main():
       f"{res['loadavg_start'][0]:.1f} at start, {res.get('loadavg_end', [0])[0]:.1f} at the end.\n")
     if tp:
         p("### Throughput (one-pod tasks, pods run 1 s)\n")
-        p("| N | # | controller | all pods created (s) | all done (s) | tasks/s | writes/task (w/o events) | "
-          "reads/task | controller CPU (s) | API server + etcd CPU (s) | operator peak RSS (MiB) |")
-        p("|---|---|---|---|---|---|---|---|---|---|---|")
+        p("| N | machine | # | controller | all pods created (s) | all done (s) | tasks/s | writes/task (w/o events) | "
+          "events/task | reads/task | controller CPU (s) | API server + etcd CPU (s) | per task (ms) | "
+          "operator peak RSS (MiB) |")
+        p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in tp:
-            p(f"| {r['n']} | {r['repeat'] + 1} | {NAMES[r['label']]} | {f(r['pods_created_s'])} | {f(r['done_s'])} | "
+            cpu = server_cpu(r)
+            p(f"| {r['n']} | {r.get('variant', 'quiet')} | {r['repeat'] + 1} | {NAMES[r['label']]} | "
+              f"{f(r['pods_created_s'])} | {f(r['done_s'])} | "
               f"{f(r['tasks_per_s'])} | {r['writes_per_task']:.2f} ({r['writes_per_task_no_events']:.2f}) | "
-              f"{reads(r):.2f} | {f(r.get('cpu_s', r.get('kcm_cpu_s')))} | {f(server_cpu(r))} | "
+              f"{events(r):.2f} | {reads(r):.2f} | {f(r.get('cpu_s', r.get('kcm_cpu_s')))} | {f(cpu)} | "
+              f"{f(cpu * 1000 / r['n'] if cpu else None)} | "
               f"{f(r['peak_rss_kib'] / 1024 if 'peak_rss_kib' in r else None)} |")
         p("\nWrites per task by verb and resource, as the API server's audit log counts them (last repeat):\n")
         last = {}
@@ -74,6 +83,29 @@ def main():
                         ratios.append(statistics.mean(pt) / jb[0])
                 row.append(", ".join(f"{x:.2f}×" for x in ratios) or "–")
             p(f"| {n} | {row[0]} | {row[1]} |")
+        p("\n### API server + etcd CPU per task (podtask ÷ Job controller at the equal budget, neighbouring runs)\n")
+        p("| N | machine | podtask (ms/task) | Job controller (ms/task) | ratio |")
+        p("|---|---|---|---|---|")
+        for (n, variant, rep) in sorted({(r["n"], r.get("variant", "quiet"), r["repeat"]) for r in tp}):
+            rs = [r for r in tp if (r["n"], r.get("variant", "quiet"), r["repeat"]) == (n, variant, rep)]
+            pt = [server_cpu(r) * 1000 / n for r in rs if r["label"] == "podtask" and server_cpu(r)]
+            jb = [server_cpu(r) * 1000 / n for r in rs if r["label"] == "job-equal" and server_cpu(r)]
+            if pt and jb:
+                p(f"| {n} | {variant} | {statistics.mean(pt):.1f} | {jb[0]:.1f} | {statistics.mean(pt) / jb[0]:.2f}× |")
+    ctl = res.get("controller") or []
+    if ctl:
+        p("\n### The controller's own pace (N tasks created while the controller is stopped, then started)\n")
+        p("| N | machine | # | controller | start → all done (s) | tasks/s | writes/task (w/o events) | "
+          "API server + etcd CPU (s) | ratio (podtask ÷ Job controller) |")
+        p("|---|---|---|---|---|---|---|---|---|")
+        for r in ctl:
+            twin = [o for o in ctl if o["label"] != r["label"] and o["repeat"] == r["repeat"]
+                    and o.get("variant") == r.get("variant") and o["tasks_per_s"]]
+            ratio = (r["tasks_per_s"] / twin[0]["tasks_per_s"] if r["label"] == "podtask" and twin
+                     and r["tasks_per_s"] else None)
+            p(f"| {r['n']} | {r.get('variant', 'quiet')} | {r['repeat'] + 1} | {NAMES[r['label']]} | {f(r['done_s'])} | "
+              f"{f(r['tasks_per_s'])} | {r['writes_per_task']:.2f} ({r['writes_per_task_no_events']:.2f}) | "
+              f"{f(server_cpu(r))} | {f(ratio, '{:.2f}×')} |")
     b = res.get("burst")
     if b:
         p("\n### Shared deadline burst\n")

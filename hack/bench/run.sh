@@ -8,7 +8,9 @@
 # Job controller's "equal" budget, --kube-api-qps=1000 --kube-api-burst=1000).
 # BENCH_OPERATOR_LOG_LEVEL (default warn), BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o target/bench/heap"),
 # BENCH_KINDS (default job,podtask; "podtask" skips the Job runs), BENCH_APISERVER_ARGS (more kube-apiserver flags, e.g.
-# "--profiling=true" for a CPU profile: kubectl get --raw "/debug/pprof/profile?seconds=20").
+# "--profiling=true" for a CPU profile: kubectl get --raw "/debug/pprof/profile?seconds=20"),
+# BENCH_VARIANTS (default "quiet,loaded": every throughput and controller-only run also with BENCH_LOAD spinning
+# processes beside the cluster, default 1, a CPU core's worth of demand).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 quick=0 keep=0 sizes=()
@@ -45,7 +47,8 @@ hack/cluster.sh up >/dev/null
 export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
 target/release/podtask crd | "$(hack/cluster.sh bin-dirs | head -1)/kubectl" apply --server-side -f - >/dev/null
 target/release/podtask crd wait >/dev/null
-python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,burst,spread,scale}" \
+python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,controller,burst,spread,scale}" \
+	--variants "${BENCH_VARIANTS:-quiet,loaded}" --load "${BENCH_LOAD:-1}" \
 	--operator-args "${BENCH_OPERATOR_ARGS---kube-api-qps=1000 --kube-api-burst=1000}" --out target/bench/results.json
 # the chart needs matplotlib: a virtualenv of its own under ~/.cache/podtask (the system Python is left alone)
 venv=$HOME/.cache/podtask/bench-venv
