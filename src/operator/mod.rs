@@ -15,6 +15,7 @@ pub mod permits;
 pub mod pod_cache;
 pub mod preflight;
 pub mod reconciler;
+pub mod request_timeout;
 pub mod run;
 pub mod telemetry;
 pub mod throttle;
