@@ -5,7 +5,8 @@
 //!
 //! Run: `hack/faults.sh` (short, as in CI) or `hack/faults.sh --long` (by hand). It starts its own cluster (the
 //! suite kills components; its API server writes an audit log of pod creates). Figures: the MEASURE lines.
-//! Replay a run's fault order: PODTASK_FAULTS_SEED=<seed printed by the run>.
+//! Replay a run's fault order: PODTASK_FAULTS_SEED=<seed printed by the run>. Only some kinds of outage round:
+//! PODTASK_FAULTS_OUTAGES=etcd (any of kill, stop, drop, etcd, comma-separated).
 
 #[allow(dead_code, unused_imports)]
 #[path = "../e2e/harness.rs"]
