@@ -9,6 +9,8 @@
 #       --long   the long version (hundreds of tasks, >= 50 random operator kills, 24 outages with 1, 10 and
 #                100 tasks); default: the short CI version (4 outages of 10 tasks)
 #       --keep   leave the fault cluster running afterwards
+#   PODTASK_FAULTS_OUTAGES=etcd,stop (any of kill, stop, drop, etcd) runs only the outage rounds of those kinds,
+#   PODTASK_FAULTS_SEED replays a run's fault order.
 #
 # The cluster is separate from the e2e one (state in ~/.cache/podtask/cluster-faults, ports 61443 for the API server
 # and 6xxxx for the rest; see below): the suite kills its components. Its kube-apiserver writes an audit
@@ -23,7 +25,7 @@ while (($#)); do
 	--long) long=1 ;;
 	--keep) keep=1 ;;
 	--) shift; break ;;
-	-h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift

@@ -16,6 +16,8 @@ use crate::{duration::Duration, engine::status, time_spec::TimeSpec};
 /// Runs one pod to completion, reliably: an absolute deadline that is never extended, a startup timeout per
 /// attempt, image-pull trouble treated as a retryable timeout rather than a hard failure, and no pod left behind.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+// The printer columns repeat `type_ = "string"`: clippy reads them as one attribute given twice.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "podtask.dev",
     version = "v1alpha1",

@@ -4,7 +4,8 @@
 //! kube's default stack offers only HTTP/1.1, so every request in flight holds a TCP and TLS connection of its own:
 //! with a hundred reconciles at once the operator kept ~120 connections open, ~5 MB of buffers and TLS state, and
 //! the API server as many TLS sessions. Over HTTP/2 every request and watch is a stream of one connection.
-//! Through an HTTP or SOCKS proxy podtask keeps kube's default stack (HTTP/1.1).
+//! Through an HTTP or SOCKS proxy podtask keeps kube's default stack (HTTP/1.1). Either way every request but a
+//! watch is limited to `request_timeout::REQUEST_TIMEOUT`, and the whole client to `--kube-api-qps`.
 
 use std::time::Duration;
 
@@ -15,7 +16,11 @@ use hyper_util::{
 use kube::client::{Body, ClientBuilder, ConfigExt, retry::RetryPolicy};
 use tower::{BoxError, ServiceBuilder, ServiceExt as _, retry::RetryLayer};
 
-use super::{request_count::CountLayer, throttle::ThrottleLayer};
+use super::{
+    request_count::CountLayer,
+    request_timeout::{REQUEST_TIMEOUT, RequestTimeoutLayer},
+    throttle::ThrottleLayer,
+};
 
 /// How often an idle HTTP/2 connection is pinged, and how long a ping may go unanswered before the connection is
 /// dropped (and every request on it fails, to be retried on a new one): a dead connection (the network between
@@ -29,8 +34,14 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// request counted by `count`.
 pub fn build(config: kube::Config, qps: u32, burst: u32, count: CountLayer) -> Result<kube::Client, kube::Error> {
     let throttle = ThrottleLayer::new(qps, burst);
+    // Inside the throttle: the time a request waits for its turn is not the API server's.
+    let timeout = RequestTimeoutLayer::new(REQUEST_TIMEOUT);
     if config.proxy_url.is_some() {
-        return Ok(ClientBuilder::try_from(config)?.with_layer(&throttle).with_layer(&count).build());
+        return Ok(ClientBuilder::try_from(config)?
+            .with_layer(&timeout)
+            .with_layer(&throttle)
+            .with_layer(&count)
+            .build());
     }
     let tls = config.rustls_client_config()?;
     let mut tcp = HttpConnector::new();
@@ -61,7 +72,11 @@ pub fn build(config: kube::Config, qps: u32, burst: u32, count: CountLayer) -> R
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .service(http.map_err(BoxError::from));
-    Ok(ClientBuilder::new(service, config.default_namespace.clone()).with_layer(&throttle).with_layer(&count).build())
+    Ok(ClientBuilder::new(service, config.default_namespace.clone())
+        .with_layer(&timeout)
+        .with_layer(&throttle)
+        .with_layer(&count)
+        .build())
 }
 
 #[cfg(test)]

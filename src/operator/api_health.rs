@@ -4,17 +4,25 @@
 //! operator, not a thousand facts about its tasks: it is logged once when it starts and once when it ends, every
 //! reconcile waits on it instead of backing off on its own (so nothing spins, and a deadline that passed meanwhile
 //! is acted on as soon as the API answers again), and a 429's Retry-After pauses every request.
+//!
+//! "Answers again" means it can serve podtask's work, not merely that it is up: the probe reads a PodTask and a
+//! pod of podtask's (a LIST of each, one item), which the API server can only answer from etcd. Without etcd it
+//! still answers `/version` and `/healthz`, and after a restart of etcd it serves each resource again only once its
+//! own etcd client for that resource has reconnected (on gRPC's backoff, seconds apart from one resource to the
+//! next): a probe of `/version` declared the API back while every read of a pod still waited.
 
 use std::time::{Duration, Instant};
 
-use kube::Client;
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, Client, api::ListParams};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::{error::short_error, metrics::ApiSignals};
+use crate::{crd::PodTask, engine::naming};
 
-/// How often an unreachable API server is probed (`GET /version`, four small requests a second): work resumes
-/// within a fraction of a second of its return.
+/// How often an unreachable API server is probed (two small LISTs, four times a second): work resumes within a
+/// fraction of a second of its return.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 /// A probe that gets no answer in this time (a server still starting) counts as failed; the next one follows.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -56,20 +64,49 @@ pub fn trouble(error: &kube::Error) -> Option<Trouble> {
 
 /// The operator's view of the API server, shared by every reconcile and watch.
 pub struct ApiHealth {
-    client: Client,
+    probe: Probe,
     state: watch::Sender<State>,
     signals: ApiSignals,
 }
 
-impl ApiHealth {
-    /// A view whose outages no metric shows (tests).
-    pub fn new(client: Client) -> std::sync::Arc<Self> {
-        Self::with_signals(client, ApiSignals::default())
+/// What the prober reads: PodTasks and podtask's pods in one watched scope (all namespaces, or one podtask may
+/// read), as the watches and reconciles do.
+struct Probe {
+    tasks: Api<PodTask>,
+    pods: Api<Pod>,
+    pods_of_podtask: ListParams,
+}
+
+impl Probe {
+    fn new(client: Client, namespace: Option<&str>) -> Self {
+        let (tasks, pods) = match namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client, ns)),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+        let selector = format!("{}={}", naming::LABEL_MANAGED_BY, naming::MANAGED_BY);
+        Self { tasks, pods, pods_of_podtask: ListParams::default().labels(&selector).limit(1) }
     }
 
-    /// A view that reports outages and throttling through these metrics.
-    pub fn with_signals(client: Client, signals: ApiSignals) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self { client, state: watch::Sender::new(State::Usable), signals })
+    /// One read of each resource podtask's work needs (metadata only, one item), both answered from etcd.
+    async fn storage_answers(&self) -> Result<(), kube::Error> {
+        let one = ListParams::default().limit(1);
+        let (tasks, pods) =
+            tokio::join!(self.tasks.list_metadata(&one), self.pods.list_metadata(&self.pods_of_podtask));
+        tasks.and(pods).map(|_| ())
+    }
+}
+
+impl ApiHealth {
+    /// A view whose outages no metric shows, probing all namespaces (tests).
+    pub fn new(client: Client) -> std::sync::Arc<Self> {
+        Self::with_signals(client, ApiSignals::default(), None)
+    }
+
+    /// A view that reports outages and throttling through these metrics, and probes the API server in
+    /// `namespace` (None: all namespaces), one that podtask watches.
+    pub fn with_signals(client: Client, signals: ApiSignals, namespace: Option<&str>) -> std::sync::Arc<Self> {
+        let probe = Probe::new(client, namespace);
+        std::sync::Arc::new(Self { probe, state: watch::Sender::new(State::Usable), signals })
     }
 
     /// Wait until the API server may be used: while it is down or has asked podtask to back off.
@@ -142,14 +179,14 @@ impl ApiHealth {
         Some(trouble)
     }
 
-    /// Probe the API server until it answers; then let every reconcile go on. Logs a line at 1, 2, 4, 8, …
-    /// seconds of outage, not at every probe.
+    /// Probe the API server until it serves PodTasks and pods again; then let every reconcile go on. Logs a line
+    /// at 1, 2, 4, 8, … seconds of outage, not at every probe.
     async fn probe(self: std::sync::Arc<Self>) {
         let mut next_log = Duration::from_secs(1);
         loop {
             tokio::time::sleep(PROBE_EVERY).await;
             let State::Down(since) = *self.state.borrow() else { return };
-            let answer = tokio::time::timeout(PROBE_TIMEOUT, self.client.apiserver_version()).await;
+            let answer = tokio::time::timeout(PROBE_TIMEOUT, self.probe.storage_answers()).await;
             match answer.unwrap_or_else(|_| Err(kube::Error::Service("no answer within the probe timeout".into()))) {
                 Ok(_) => {
                     info!(outage = ?since.elapsed(), "the API server answers again: resuming");
@@ -168,7 +205,7 @@ impl ApiHealth {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kube::core::{Status, response::StatusDetails};
 
@@ -185,14 +222,26 @@ mod tests {
         kube::Error::Api(Box::new(s))
     }
 
-    /// Down: every caller waits (no request of theirs goes out) until a probe of /version succeeds; then all go on.
+    /// A LIST of one resource, as the API server answers it (`status` 200), or a failure.
+    pub(crate) fn list_answer(status: u16) -> http::Response<kube::client::Body> {
+        let body = if status == 200 {
+            r#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadataList","metadata":{},"items":[]}"#
+        } else {
+            r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503}"#
+        };
+        http::Response::builder().status(status).body(kube::client::Body::from(body.as_bytes().to_vec())).unwrap()
+    }
+
+    /// Down: every caller waits (no request of theirs goes out) until a probe finds both PodTasks and podtask's
+    /// pods served again (the API server serves each resource again once its own etcd client is back, seconds
+    /// apart); then all go on.
     #[tokio::test(start_paused = true)]
-    async fn an_outage_holds_every_reconcile_until_the_api_answers() {
-        use http::{Request, Response};
+    async fn an_outage_holds_every_reconcile_until_the_api_serves_podtasks_and_pods() {
+        use http::Request;
         use kube::client::Body;
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, http::Response<Body>>();
         let signals = ApiSignals::default();
-        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone());
+        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone(), Some("work"));
         assert_eq!(health.report(&api_error(503, 0)), Some(Trouble::Down));
         assert_eq!(health.report(&api_error(502, 0)), Some(Trouble::Down));
         assert_eq!((signals.unavailable.get(), signals.outages.get()), (1, 1), "one outage, shown while it lasts");
@@ -200,17 +249,22 @@ mod tests {
             let health = health.clone();
             async move { health.usable().await }
         });
-        // Two probes fail, the third finds the API server back.
-        for answer in [503, 503, 200] {
-            let (request, reply) = handle.next_request().await.expect("a probe");
-            assert_eq!(request.uri().path(), "/version", "only the prober talks to the API while it is down");
-            assert!(!waiter.is_finished(), "nobody goes on while the API is down");
-            let body = if answer == 200 {
-                r#"{"major":"1","minor":"36","gitVersion":"v1.36.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#
-            } else {
-                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","code":503}"#
-            };
-            reply.send_response(Response::builder().status(answer).body(Body::from(body.as_bytes().to_vec())).unwrap());
+        // (PodTasks, pods): both fail; PodTasks are served but pods not yet; both are served.
+        for (tasks, pods) in [(503, 503), (200, 503), (200, 200)] {
+            for _ in 0..2 {
+                let (request, reply) = handle.next_request().await.expect("a probe");
+                let (path, query) = (request.uri().path().to_owned(), request.uri().query().unwrap_or("").to_owned());
+                assert!(query.contains("limit=1"), "{query}");
+                assert!(!waiter.is_finished(), "nobody goes on while the API is down");
+                match path.as_str() {
+                    "/apis/podtask.dev/v1alpha1/namespaces/work/podtasks" => reply.send_response(list_answer(tasks)),
+                    "/api/v1/namespaces/work/pods" => {
+                        assert!(query.contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpodtask"), "{query}");
+                        reply.send_response(list_answer(pods))
+                    }
+                    other => panic!("only the prober talks to the API while it is down, and only of these: {other}"),
+                }
+            }
         }
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released").expect("no panic");
         assert_eq!(*health.state.borrow(), State::Usable);
@@ -222,7 +276,7 @@ mod tests {
         let (service, _handle) =
             tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
         let signals = ApiSignals::default();
-        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone());
+        let health = ApiHealth::with_signals(Client::new(service, "default"), signals.clone(), None);
         health.report(&api_error(429, 3));
         health.report(&api_error(429, 2));
         let start = tokio::time::Instant::now();
@@ -236,6 +290,9 @@ mod tests {
         assert_eq!(trouble(&api_error(429, 7)), Some(Trouble::Throttled(Duration::from_secs(7))));
         assert_eq!(trouble(&api_error(429, 0)), Some(Trouble::Throttled(DEFAULT_RETRY_AFTER)));
         assert_eq!(trouble(&api_error(503, 0)), Some(Trouble::Down));
+        // A request the API server held past podtask's limit (waiting for etcd, say).
+        let held = kube::Error::Service(Box::new(super::super::request_timeout::NoAnswer(Duration::from_secs(10))));
+        assert_eq!(trouble(&held), Some(Trouble::Down));
         for task_only in [404, 409, 422, 403] {
             assert_eq!(trouble(&api_error(task_only, 0)), None, "{task_only}");
         }

@@ -287,15 +287,17 @@ mod tests {
                 .map(move |e| (e.map_err(|e| e.to_string()), start.elapsed()))
                 .collect::<Vec<_>>(),
         );
-        // The API server stays away for a minute: every probe fails, then one finds it back.
-        let version = r#"{"major":"1","minor":"36","gitVersion":"v1.36.4","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#;
+        // The API server stays away for a minute: every probe fails, then one finds it back (a probe is two
+        // requests, a LIST of PodTasks and one of pods).
         let back = loop {
             let (_, reply) = handle.next_request().await.expect("a probe");
             if start.elapsed() < Duration::from_secs(60) {
                 assert!(!seen.is_finished(), "nothing goes on while the API is away");
                 reply.send_error(kube::Error::Service("connection refused".into()));
             } else {
-                reply.send_response(Response::builder().body(Body::from(version.as_bytes().to_vec())).unwrap());
+                reply.send_response(crate::operator::api_health::tests::list_answer(200));
+                let (_, reply) = handle.next_request().await.expect("the probe's second request");
+                reply.send_response(crate::operator::api_health::tests::list_answer(200));
                 break start.elapsed();
             }
         };

@@ -16,6 +16,7 @@ pub mod pod_cache;
 pub mod preflight;
 pub mod reconciler;
 pub mod request_count;
+pub mod request_timeout;
 pub mod run;
 pub mod telemetry;
 pub mod throttle;

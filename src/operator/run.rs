@@ -197,7 +197,8 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     info!(scopes = ?scopes, concurrency = args.concurrency, "podtask is reconciling");
     let permits = Arc::new(Permits::new(usize::from(args.concurrency)));
     let events = Publisher::start(client.clone(), identity.clone(), metrics.events_dropped.clone());
-    let api = ApiHealth::with_signals(client.clone(), metrics.api.clone());
+    // Probed in a scope podtask watches (the first), where its RBAC lets it list PodTasks and pods.
+    let api = ApiHealth::with_signals(client.clone(), metrics.api.clone(), scopes[0].as_deref());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];

@@ -143,12 +143,26 @@ pub async fn kill_component(name: &'static str) {
 
 /// Start whatever is not running and wait until the cluster is healthy (`hack/cluster.sh up`).
 pub struct Return {
-    /// The API server's first answer to anything (`GET /version`): it serves requests from here on.
+    /// The API server's first answer to anything (`GET /version`): it serves requests from here on. In an etcd
+    /// outage it never stopped answering this.
     pub answers: Timestamp,
+    /// Its first answer that needed etcd (a LIST of PodTasks or of pods, limit 1).
+    pub storage: Timestamp,
+    /// When it answered both: it serves every resource podtask's work needs (after an etcd restart, each resource
+    /// comes back when the API server's own etcd client for it has reconnected, seconds apart).
+    pub storage_all: Timestamp,
     /// Its `/readyz` (which includes etcd and every post-start hook) first said ok.
     pub ready: Timestamp,
     /// The whole cluster (scheduler, controller-manager, kwok) was up.
     pub all_up: Timestamp,
+}
+
+/// When the API server first answers a LIST of PodTasks and of pods (limit 1), which it can only answer from
+/// etcd (the suite's API server runs without a watch cache): (the first of the two, both).
+async fn storage_ok() -> (Timestamp, Timestamp) {
+    let (tasks, pods) =
+        tokio::join!(first_ok("/apis/podtask.dev/v1alpha1/podtasks?limit=1"), first_ok("/api/v1/pods?limit=1"));
+    (tasks.min(pods), tasks.max(pods))
 }
 
 /// When `path` first answers, asked every 50 ms over a new connection each time (a connection that hung in an
@@ -201,8 +215,9 @@ async fn cluster_up_fresh() -> Return {
         assert!(ok, "hack/cluster.sh up failed: {out}");
         Timestamp::now()
     };
-    let (answers, ready, all_up) = tokio::join!(first_ok("/version"), first_ok("/readyz"), up);
-    Return { answers, ready, all_up }
+    let (answers, (storage, storage_all), ready, all_up) =
+        tokio::join!(first_ok("/version"), storage_ok(), first_ok("/readyz"), up);
+    Return { answers, storage, storage_all, ready, all_up }
 }
 
 /// The kinds of API outage the outage test injects.
@@ -300,13 +315,15 @@ pub async fn outage_end(mut outage: Outage) -> Return {
         }
         OutageKind::StopApiServer => {
             drop(outage);
-            let (answers, ready) = tokio::join!(first_ok("/version"), first_ok("/readyz"));
-            Return { answers, ready, all_up: ready }
+            let (answers, (storage, storage_all), ready) =
+                tokio::join!(first_ok("/version"), storage_ok(), first_ok("/readyz"));
+            Return { answers, storage, storage_all, ready, all_up: ready }
         }
         OutageKind::DropApiServer => {
             drop(outage.rules.take());
-            let (answers, ready) = tokio::join!(first_ok("/version"), first_ok("/readyz"));
-            Return { answers, ready, all_up: ready }
+            let (answers, (storage, storage_all), ready) =
+                tokio::join!(first_ok("/version"), storage_ok(), first_ok("/readyz"));
+            Return { answers, storage, storage_all, ready, all_up: ready }
         }
     }
 }
