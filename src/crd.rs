@@ -581,7 +581,9 @@ pub const SPEC_POLICY_NAME: &str = "podtasks.podtask.dev-immutable-spec";
 /// A PodTask's spec cannot change once it exists. A rule of the CRD's schema would say so too, but the API server
 /// evaluates such a rule on every write, status writes included (two per task, the deep comparison of a whole pod
 /// template each time: about 5 % of the API server's CPU in a 1,000-task run); this policy matches updates of the
-/// PodTask itself only, never of its status subresource.
+/// PodTask itself only, never of its status subresource. Its matchConstraints are one atomic value, so the API
+/// server's defaults are written out: otherwise the stored value differs from the applied one and a second
+/// server-side apply by another manager (Helm, Argo CD, a person with kubectl) conflicts on it.
 const SPEC_POLICY: &str = r#"apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingAdmissionPolicy
 metadata:
@@ -589,6 +591,9 @@ metadata:
 spec:
   failurePolicy: Fail
   matchConstraints:
+    matchPolicy: Equivalent
+    namespaceSelector: {}
+    objectSelector: {}
     resourceRules:
     - apiGroups:
       - podtask.dev
@@ -598,6 +603,7 @@ spec:
       - UPDATE
       resources:
       - podtasks
+      scope: '*'
   validations:
   - expression: object.spec == oldObject.spec
     message: 'spec cannot change once the PodTask exists (its pod may already be running, as with a Job''s template): delete the PodTask and create it again to run something else'

@@ -196,3 +196,23 @@ async fn spec_is_immutable_once_the_task_started() {
     labelled.metadata.labels.get_or_insert_default().insert("team".into(), "data".into());
     env.tasks().replace("fixed", &PostParams::default(), &labelled).await.expect("a label change is accepted");
 }
+
+/// The installed CRD and its admission policy can be applied again by another manager (Helm, Argo CD, a person
+/// with `kubectl apply --server-side`) without a conflict: what `podtask crd` prints is what the API server stores.
+#[tokio::test]
+async fn the_crd_applies_again_under_another_manager() {
+    let _env = Env::start("the_crd_applies_again_under_another_manager").await;
+    let crd = std::process::Command::new(env!("CARGO_BIN_EXE_podtask")).arg("crd").output().expect("podtask crd");
+    assert!(crd.status.success());
+    let mut apply = std::process::Command::new("kubectl")
+        .args(["apply", "--server-side", "--field-manager=podtask-e2e-second", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write");
+    let out = apply.wait_with_output().expect("kubectl apply");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a second manager's apply of the same CRD conflicted: {stderr}");
+}
