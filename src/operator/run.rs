@@ -145,7 +145,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let server = config.cluster_url.to_string();
     let metrics = Arc::new(Metrics::default());
     let count = request_count::CountLayer::new(metrics.api_requests.clone());
-    let client = api_client::build(config, args.kube_api_qps, args.kube_api_burst, count)
+    let (client, reconnect) = api_client::build(config, args.kube_api_qps, args.kube_api_burst, count)
         .map_err(|e| StartupError::Kubeconfig(e.to_string()))?;
     info!(%server, "checking the API server");
     preflight::check_api(&client, &scopes, &server).await?;
@@ -198,7 +198,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
     let permits = Arc::new(Permits::new(usize::from(args.concurrency)));
     let events = Publisher::start(client.clone(), identity.clone(), metrics.events_dropped.clone());
     // Probed in a scope podtask watches (the first), where its RBAC lets it list PodTasks and pods.
-    let api = ApiHealth::with_signals(client.clone(), metrics.api.clone(), scopes[0].as_deref());
+    let api = ApiHealth::with_signals(client.clone(), reconnect, metrics.api.clone(), scopes[0].as_deref());
     let (stop_tx, stop_rx) = watch::channel(false);
     let ready_tx = Arc::new(ready_tx);
     let mut synced = vec![];
