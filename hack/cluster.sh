@@ -367,7 +367,15 @@ start_component() {
 	# setsid: own session, so the caller's process group/terminal going away
 	# does not take the cluster down with it.
 	setsid "$bin" "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
-	echo $! >"$PIDS/$name.pid"
+	local pid=$! i exe
+	echo "$pid" >"$PIDS/$name.pid"
+	# until setsid has exec'd the binary, /proc/$pid/exe names bash or setsid, and pid_of (which checks the binary,
+	# against pid reuse) would call a component that is starting "exited": wait for the exec (or the exit)
+	for i in $(seq 100); do
+		exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+		[[ ${exe##*/} == "$name" ]] || ! kill -0 "$pid" 2>/dev/null && break
+		sleep 0.05
+	done
 	log "$name: started pid $! (log $LOGS/$name.log)"
 }
 

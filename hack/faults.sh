@@ -44,9 +44,6 @@ export PODTASK_FAULTS_AUDIT_LOG=$audit PODTASK_FAULTS_LONG=$long
 mkdir -p "$PODTASK_CLUSTER_DIR/logs"
 # a run starts from empty etcd data, whatever an interrupted run left behind (down stops only our own processes)
 hack/cluster.sh down >/dev/null 2>&1 || true
-hack/cluster.sh up >/dev/null
-# shellcheck source=/dev/null
-source hack/test-env.sh
 # The outage test drops the API server's packets with iptables and removes its rules itself, also when it fails;
 # should the test process die outright, they are removed here.
 drop_rules_removed() {
@@ -60,5 +57,9 @@ if ((!keep)); then
 else
 	trap drop_rules_removed EXIT
 fi
+# after the trap: a cluster that fails to come up is stopped too
+hack/cluster.sh up >/dev/null
+# shellcheck source=/dev/null
+source hack/test-env.sh
 
 cargo test --features faults --test faults -- --nocapture --test-threads=1 "$@"
