@@ -61,22 +61,28 @@ pub async fn client() -> Client {
     Client::try_default().await.expect("a kube client from KUBECONFIG")
 }
 
+/// Server-side apply what this build's `podtask crd` prints, with these further kubectl arguments.
+pub fn apply_crd(args: &[&str]) -> std::process::Output {
+    let crd = Command::new(env!("CARGO_BIN_EXE_podtask")).arg("crd").output().expect("run podtask crd");
+    assert!(crd.status.success(), "podtask crd failed: {}", String::from_utf8_lossy(&crd.stderr));
+    let mut apply = Command::new("kubectl")
+        .args(["apply", "--server-side", "-f", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl on PATH (source ~/.cache/podtask/cluster/env)");
+    apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write the CRD to kubectl");
+    apply.wait_with_output().expect("kubectl apply")
+}
+
 /// Install (server-side apply) the CRD that this build of podtask prints, once per test binary, and wait until it
 /// is Established.
 pub fn ensure_crd() {
     static CRD: OnceLock<()> = OnceLock::new();
     CRD.get_or_init(|| {
-        let crd = Command::new(env!("CARGO_BIN_EXE_podtask")).arg("crd").output().expect("run podtask crd");
-        assert!(crd.status.success(), "podtask crd failed: {}", String::from_utf8_lossy(&crd.stderr));
-        let mut apply = Command::new("kubectl")
-            .args(["apply", "--server-side", "--force-conflicts", "--field-manager=podtask-e2e", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl on PATH (source ~/.cache/podtask/cluster/env)");
-        apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write the CRD to kubectl");
-        let out = apply.wait_with_output().expect("kubectl apply");
+        let out = apply_crd(&["--force-conflicts", "--field-manager=podtask-e2e"]);
         assert!(out.status.success(), "installing the CRD failed: {}", String::from_utf8_lossy(&out.stderr));
         let waited = Command::new(env!("CARGO_BIN_EXE_podtask"))
             .args(["crd", "wait"])

@@ -202,17 +202,7 @@ async fn spec_is_immutable_once_the_task_started() {
 #[tokio::test]
 async fn the_crd_applies_again_under_another_manager() {
     let _env = Env::start("the_crd_applies_again_under_another_manager").await;
-    let crd = std::process::Command::new(env!("CARGO_BIN_EXE_podtask")).arg("crd").output().expect("podtask crd");
-    assert!(crd.status.success());
-    let mut apply = std::process::Command::new("kubectl")
-        .args(["apply", "--server-side", "--field-manager=podtask-e2e-second", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    apply.stdin.take().expect("stdin").write_all(&crd.stdout).expect("write");
-    let out = apply.wait_with_output().expect("kubectl apply");
+    let out = apply_crd(&["--field-manager=podtask-e2e-second"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "a second manager's apply of the same CRD conflicted: {stderr}");
 }
