@@ -527,6 +527,11 @@ impl Env {
             self.pods_of(task).await.is_empty().then_some(())
         })
         .await;
+        // The record of pods comes from a watch, which may hear of the last deletion a moment after the list above.
+        wait_for(&format!("the watch to see the pods of {task} gone"), timeout, async || {
+            self.pods_seen(task).iter().all(|p| p.gone.is_some()).then_some(())
+        })
+        .await;
     }
 
     /// Every pod of the task ever seen in this namespace, by attempt then first sighting.
