@@ -24,6 +24,10 @@ prepare() {
 	fi
 	# the pod network: a bridge owning the gateway address (the node IP) and the service IP, which a relay answers
 	ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+	# A bridge whose address was never set takes the lowest of its ports' addresses, and changes it when that pod
+	# goes: every other pod's ARP entry for the gateway then points nowhere, and pods and host stop reaching each
+	# other for as long as it takes to expire (a liveness probe's worth). A fixed (locally administered) address.
+	ip link set "$BRIDGE" address "$BRIDGE_MAC"
 	ip addr replace "$NODE_IP/16" dev "$BRIDGE"
 	ip addr replace "$SERVICE_IP/32" dev "$BRIDGE"
 	ip link set "$BRIDGE" up

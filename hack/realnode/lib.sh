@@ -45,6 +45,7 @@ BRIDGE=podtask0
 POD_CIDR=10.88.0.0/16
 NODE_IP=10.88.0.1
 SERVICE_IP=10.96.0.1
+BRIDGE_MAC=02:70:6f:64:00:01
 REGISTRY=127.0.0.1:5000     # crane registry serve
 FAULT_REGISTRY=127.0.0.1:5001 # hack/faultproxy in front of it
 KUBELET_PORT=40250
