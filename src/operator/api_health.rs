@@ -11,8 +11,9 @@
 //! own etcd client for that resource has reconnected (on gRPC's backoff, seconds apart from one resource to the
 //! next): a probe of `/version` declared the API back while every read of a pod still waited.
 //!
-//! The probe goes over a new connection: when the outage starts and after every probe that got no answer, the
-//! client's connection pool is replaced. A connection kept through a network cut resumes only at TCP's next
+//! The probe goes over a new connection: when the outage starts, and for every probe that starts while another
+//! still waits or after one got no answer, the client's connection pool is replaced; probes overlap, so one that
+//! hangs never delays the next. A connection kept through a network cut resumes only at TCP's next
 //! retransmission, and one kept through a stopped API server until its HTTP/2 ping times out: probed over such a
 //! connection, the API server was found back 1.5–4 s after it answered on a new one.
 
@@ -29,8 +30,10 @@ use crate::{crd::PodTask, engine::naming};
 /// How often an unreachable API server is probed (two small LISTs, four times a second): work resumes within a
 /// fraction of a second of its return.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
-/// A probe that gets no answer in this time (a server still starting) counts as failed; the next one follows.
+/// A probe that gets no answer in this time (a server still starting) counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Probes waiting for an answer at once, at most (one started every `PROBE_EVERY`, each given `PROBE_TIMEOUT`).
+const PROBES_IN_FLIGHT: usize = 4;
 /// The pause after a 429 that did not say how long to wait.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The longest pause a 429's Retry-After can impose.
@@ -191,22 +194,35 @@ impl ApiHealth {
     }
 
     /// Probe the API server until it serves PodTasks and pods again; then let every reconcile go on. Logs a line
-    /// at 1, 2, 4, 8, … seconds of outage, not at every probe. The first probe goes at once (an outage declared
-    /// by a request that failed on a connection the pool no longer holds may be over already), each over a new
-    /// connection when the last one got no answer.
+    /// at 1, 2, 4, 8, … seconds of outage, not at every probe. A probe starts at once and then every
+    /// `PROBE_EVERY`, without waiting for the one before: a probe that hangs (on a stopped server, behind dropped
+    /// packets) holds up none of those after it, each of which goes over a new connection while one still waits.
     async fn probe(self: std::sync::Arc<Self>) {
+        use futures::StreamExt as _;
         let mut next_log = Duration::from_secs(1);
         self.reconnect.renew();
-        let mut first = true;
+        let mut probes = futures::stream::FuturesUnordered::new();
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A probe got no answer in time: its connection may still be the pool's.
+        let mut hung = false;
         loop {
-            if !std::mem::take(&mut first) {
-                tokio::time::sleep(PROBE_EVERY).await;
-            }
+            let answer = tokio::select! {
+                _ = tick.tick(), if probes.len() < PROBES_IN_FLIGHT => {
+                    if !matches!(*self.state.borrow(), State::Down(_)) {
+                        return;
+                    }
+                    if std::mem::take(&mut hung) || !probes.is_empty() {
+                        self.reconnect.renew();
+                    }
+                    let this = self.clone();
+                    probes.push(async move { tokio::time::timeout(PROBE_TIMEOUT, this.probe.storage_answers()).await });
+                    continue;
+                }
+                Some(answer) = probes.next() => answer,
+            };
             let State::Down(since) = *self.state.borrow() else { return };
-            let answer = tokio::time::timeout(PROBE_TIMEOUT, self.probe.storage_answers()).await;
-            if answer.is_err() {
-                self.reconnect.renew();
-            }
+            hung |= answer.is_err();
             match answer.unwrap_or_else(|_| Err(kube::Error::Service("no answer within the probe timeout".into()))) {
                 Ok(_) => {
                     info!(outage = ?since.elapsed(), "the API server answers again: resuming");
@@ -290,6 +306,32 @@ pub(crate) mod tests {
         tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released").expect("no panic");
         assert_eq!(*health.state.borrow(), State::Usable);
         assert_eq!((signals.unavailable.get(), signals.outages.get()), (0, 1), "the outage is over");
+    }
+
+    /// A probe that hangs (a stopped API server, a network that drops packets) never holds up the next: the
+    /// second probe, a quarter of a second later, finds the API back while the first still waits for an answer.
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_probe_does_not_delay_the_next() {
+        let (service, mut handle) =
+            tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<kube::client::Body>>();
+        let health = ApiHealth::new(Client::new(service, "default"));
+        let down_at = tokio::time::Instant::now();
+        assert_eq!(health.report(&api_error(503, 0)), Some(Trouble::Down));
+        let waiter = tokio::spawn({
+            let health = health.clone();
+            async move { health.usable().await }
+        });
+        // The first probe's two reads: never answered while the second probe goes.
+        let hanging = [handle.next_request().await.expect("a probe"), handle.next_request().await.expect("a probe")];
+        for _ in 0..2 {
+            let (_, reply) = handle.next_request().await.expect("a second probe");
+            reply.send_response(list_answer(200));
+        }
+        tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("released").expect("no panic");
+        let waited = down_at.elapsed();
+        assert!(waited < PROBE_TIMEOUT, "resumed {waited:?} after the outage began: it waited for the hanging probe");
+        assert_eq!(*health.state.borrow(), State::Usable);
+        drop(hanging);
     }
 
     #[tokio::test(start_paused = true)]
