@@ -10,6 +10,7 @@
 #                100 tasks); default: the short CI version (4 outages of 10 tasks)
 #       --keep   leave the fault cluster running afterwards
 #   PODTASK_FAULTS_OUTAGES=etcd,stop (any of kill, stop, drop, etcd) runs only the outage rounds of those kinds,
+#   PODTASK_FAULTS_TASKS=100 (or 1,10) only those with that many tasks,
 #   PODTASK_FAULTS_SEED replays a run's fault order.
 #
 # The cluster is separate from the e2e one (state in ~/.cache/podtask/cluster-faults, ports 61443 for the API server
@@ -25,7 +26,7 @@ while (($#)); do
 	--long) long=1 ;;
 	--keep) keep=1 ;;
 	--) shift; break ;;
-	-h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -42,6 +43,12 @@ export PODTASK_APISERVER_EXTRA_ARGS="--watch-cache=false --audit-policy-file=$PW
 export PODTASK_FAULTS_AUDIT_LOG=$audit PODTASK_FAULTS_LONG=$long
 
 mkdir -p "$PODTASK_CLUSTER_DIR/logs"
+# The drop rounds need iptables (Debian's package, as the real-node tier installs it), when missing.
+if ! command -v iptables >/dev/null; then
+	echo "faults: installing Debian's iptables (the outage test's network drops)"
+	apt-get install -y --no-install-recommends iptables >/dev/null 2>&1 ||
+		{ apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends iptables >/dev/null; }
+fi
 # a run starts from empty etcd data, whatever an interrupted run left behind (down stops only our own processes)
 hack/cluster.sh down >/dev/null 2>&1 || true
 # The outage test drops the API server's packets with iptables and removes its rules itself, also when it fails;
@@ -62,4 +69,7 @@ hack/cluster.sh up >/dev/null
 # shellcheck source=/dev/null
 source hack/test-env.sh
 
+# The operator runs as users run it: the release build (the image's binary; CI's real-node step has built it).
+cargo build --quiet --release --locked --bin podtask
+export PODTASK_FAULTS_BIN=$PWD/target/release/podtask
 cargo test --features faults --test faults -- --nocapture --test-threads=1 "$@"

@@ -137,13 +137,35 @@ impl Reconnect {
         Self(None)
     }
 
-    pub fn renew(&self) {
-        if let Some(swap) = &self.0 {
+    /// Requests sent from now on go over new connections (those of the pool returned).
+    pub fn renew(&self) -> Connections {
+        Connections(self.0.as_ref().map(|swap| {
             let fresh = (swap.fresh)();
-            *swap.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+            *swap.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = fresh.clone();
+            fresh
+        }))
+    }
+
+    /// The connections requests go over now.
+    pub fn current(&self) -> Connections {
+        Connections(
+            self.0.as_ref().map(|swap| swap.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()),
+        )
+    }
+
+    /// Requests go over these connections again (a pool that just answered, whose HTTP/2 connection every request
+    /// can share). A pool with no connection yet opens one per request in flight until ALPN has told it the
+    /// server speaks HTTP/2: a hundred reconciles released at once would each wait for a TLS handshake of its own.
+    pub fn restore(&self, connections: &Connections) {
+        if let (Some(swap), Some(pool)) = (&self.0, &connections.0) {
+            *swap.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = pool.clone();
         }
     }
 }
+
+/// One pool of the client's connections (see [`Reconnect`]).
+#[derive(Clone)]
+pub struct Connections(Option<Pool>);
 
 #[cfg(test)]
 mod tests {
@@ -177,8 +199,15 @@ mod tests {
             assert_eq!(info.git_version, "v1.36.4");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "the pool keeps its connection");
-        reconnect.renew();
+        let first = reconnect.current();
+        let second = reconnect.renew();
         client.apiserver_version().await.expect("an answer on a new connection");
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "a renewed pool opens a new connection");
+        reconnect.renew();
+        reconnect.restore(&first);
+        client.apiserver_version().await.expect("an answer on the first connection");
+        reconnect.restore(&second);
+        client.apiserver_version().await.expect("an answer on the second connection");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "a restored pool goes on with its own connection");
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! The probe goes over a new connection: when the outage starts, and for every probe that starts while another
 //! still waits or after one got no answer, the client's connection pool is replaced; probes overlap, so one that
-//! hangs never delays the next. A connection kept through a network cut resumes only at TCP's next
+//! hangs never delays the next. The probe that answers first gives its connection back to the whole client: a
+//! newer pool without one would open a TLS connection per reconcile released at once (until ALPN says HTTP/2),
+//! and a hundred due deadlines waited up to a second in the API server's TLS handshakes. A connection kept through a network cut resumes only at TCP's next
 //! retransmission, and one kept through a stopped API server until its HTTP/2 ping times out: probed over such a
 //! connection, the API server was found back 1.5–4 s after it answered on a new one.
 
@@ -212,19 +214,26 @@ impl ApiHealth {
                     if !matches!(*self.state.borrow(), State::Down(_)) {
                         return;
                     }
-                    if std::mem::take(&mut hung) || !probes.is_empty() {
-                        self.reconnect.renew();
-                    }
+                    let connections = if std::mem::take(&mut hung) || !probes.is_empty() {
+                        self.reconnect.renew()
+                    } else {
+                        self.reconnect.current()
+                    };
                     let this = self.clone();
-                    probes.push(async move { tokio::time::timeout(PROBE_TIMEOUT, this.probe.storage_answers()).await });
+                    probes.push(async move {
+                        (tokio::time::timeout(PROBE_TIMEOUT, this.probe.storage_answers()).await, connections)
+                    });
                     continue;
                 }
                 Some(answer) = probes.next() => answer,
             };
+            let (answer, connections) = answer;
             let State::Down(since) = *self.state.borrow() else { return };
             hung |= answer.is_err();
             match answer.unwrap_or_else(|_| Err(kube::Error::Service("no answer within the probe timeout".into()))) {
                 Ok(_) => {
+                    // Everything goes on over the connection that answered (a newer pool may have none yet).
+                    self.reconnect.restore(&connections);
                     info!(outage = ?since.elapsed(), "the API server answers again: resuming");
                     self.state.send_replace(State::Usable);
                     self.signals.unavailable.set(0);

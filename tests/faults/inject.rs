@@ -20,6 +20,12 @@ pub const OPERATOR_USER: &str = "podtask-faults";
 
 // ---- the operator ----
 
+/// The podtask binary the replicas run: PODTASK_FAULTS_BIN (hack/faults.sh sets the release build, as users run
+/// it), else the test build's.
+fn operator_bin() -> PathBuf {
+    std::env::var_os("PODTASK_FAULTS_BIN").map_or_else(|| env!("CARGO_BIN_EXE_podtask").into(), PathBuf::from)
+}
+
 /// One replica of `podtask run`, SIGKILLed when dropped.
 pub struct Replica {
     child: Option<Child>,
@@ -70,7 +76,7 @@ impl Replica {
         let log = OpenOptions::new().append(true).open(&self.log).expect("open the operator log");
         let _ = writeln!(&log, "---- faults: start {} at {} ----", self.starts + 1, Timestamp::now());
         let err = log.try_clone().expect("log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_podtask"))
+        let child = Command::new(operator_bin())
             .args(&self.args)
             .env("KUBECONFIG", &self.kubeconfig)
             .stdin(Stdio::null())

@@ -570,7 +570,16 @@ async fn deadlines_passing_during_an_api_outage() {
             kinds.is_empty() || kinds.split(',').any(|k| k.trim() == format!("{kind:?}").to_lowercase())
         })
         .collect();
-    assert!(!rounds.is_empty(), "PODTASK_FAULTS_OUTAGES={kinds} selects no round (kinds: kill, stop, drop, etcd)");
+    // PODTASK_FAULTS_TASKS=100 (or 1,10) runs only the rounds with that many tasks.
+    let sizes = std::env::var("PODTASK_FAULTS_TASKS").unwrap_or_default();
+    let rounds: Vec<_> = rounds
+        .into_iter()
+        .filter(|(_, count, _)| sizes.is_empty() || sizes.split(',').any(|n| n.trim() == count.to_string()))
+        .collect();
+    assert!(
+        !rounds.is_empty(),
+        "PODTASK_FAULTS_OUTAGES={kinds} PODTASK_FAULTS_TASKS={sizes} select no round (kinds: kill, stop, drop, etcd)"
+    );
     let client = client().await;
     let ns = namespace(&client, "outage").await;
     let dir = log_dir().join(&ns);
