@@ -15,9 +15,10 @@
 //! still waits or after one got no answer, the client's connection pool is replaced; probes overlap, so one that
 //! hangs never delays the next. The probe that answers first gives its connection back to the whole client: a
 //! newer pool without one would open a TLS connection per reconcile released at once (until ALPN says HTTP/2),
-//! and a hundred due deadlines waited up to a second in the API server's TLS handshakes. A connection kept through a network cut resumes only at TCP's next
-//! retransmission, and one kept through a stopped API server until its HTTP/2 ping times out: probed over such a
-//! connection, the API server was found back 1.5–4 s after it answered on a new one.
+//! and a hundred due deadlines waited up to a second in the API server's TLS handshakes. A connection kept
+//! through a network cut resumes only at TCP's next retransmission, and one kept through a stopped API server
+//! until its HTTP/2 ping times out: probed over such a connection, the API server was found back 1.5–4 s after it
+//! answered on a new one.
 
 use std::time::{Duration, Instant};
 
