@@ -128,6 +128,8 @@ struct Decision<'a> {
     plan: Plan,
     /// Set when a verdict is due on this pod and the pods were read from the cache.
     read_fresh: Option<String>,
+    /// Set when the deadline passed and the cache shows this pod live (`Next::StopFirst`).
+    stop_first: Option<PodDeletion>,
 }
 
 impl<'a> Decision<'a> {
@@ -164,6 +166,7 @@ impl<'a> Decision<'a> {
             uid,
             plan: Plan { events, ..Plan::default() },
             read_fresh: None,
+            stop_first: None,
             old,
             trusted,
             status,
@@ -338,6 +341,14 @@ impl<'a> Decision<'a> {
             ));
         }
         if let Some(stop) = self.stop_time(pod).filter(|stop| !over && *stop <= self.now) {
+            if !self.fresh && pod.metadata.resource_version.is_some() && self.deadline_passed() {
+                // Overdue (after an API outage, say): the delete goes first, on the cache's view. Only once the
+                // deadline itself has passed, so that a pod found gone later (a crash right after the delete)
+                // still reads as DeadlineExceeded.
+                let version = pod.metadata.resource_version.clone();
+                self.stop_first = Some(PodDeletion { resource_version: version, ..PodDeletion::of(pod) });
+                return;
+            }
             if !self.fresh {
                 return self.read_fresh(pod.name_any());
             }
@@ -708,7 +719,7 @@ impl<'a> Decision<'a> {
                 None => *attempt < self.current,
             };
             if delete {
-                self.plan.delete.push(PodDeletion { name: pod.name_any(), uid: pod.uid() });
+                self.plan.delete.push(PodDeletion::of(pod));
             } else if record.is_some()
                 && !pod::is_finished(pod)
                 && let Some(seconds) = pod::seconds_to_stop_now(pod, self.now)
@@ -722,6 +733,9 @@ impl<'a> Decision<'a> {
     fn into_next(mut self) -> Next {
         if let Some(pod) = self.read_fresh.take() {
             return Next::ReadFresh(pod);
+        }
+        if let Some(deletion) = self.stop_first.take() {
+            return Next::StopFirst(deletion);
         }
         self.cleanup();
         let generation = self.task.metadata.generation;

@@ -343,13 +343,31 @@ fn kubelet_active_deadline_is_reported_as_deadline_exceeded() {
 // ---- the absolute deadline ----
 
 #[test]
-fn at_the_deadline_the_cache_is_not_trusted_the_pod_is_read_fresh() {
+fn at_the_stop_time_the_cache_is_not_trusted_the_pod_is_read_fresh() {
+    let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
+    let pod = pod_at(&task, 1, t(0), running());
+    let plan = cached(&task, std::slice::from_ref(&pod), t(40));
+    assert_eq!(plan.read_fresh.as_deref(), Some(P1), "stopping was due at 28 s, the deadline is at 60 s");
+    assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the fresh read");
+    assert!(plan.delete.is_empty() && plan.create.is_none());
+}
+
+#[test]
+fn after_the_deadline_the_cached_pod_is_deleted_on_condition_it_is_still_that_version() {
     let task = reported(task(json!({"executionTimeout": "1m"})), Phase::Running, Reason::Running, t(0));
     let pod = pod_at(&task, 1, t(0), running());
     let plan = cached(&task, std::slice::from_ref(&pod), t(60));
-    assert_eq!(plan.read_fresh.as_deref(), Some(P1));
-    assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the fresh read");
-    assert!(plan.delete.is_empty() && plan.create.is_none());
+    let expected = PodDeletion { name: P1.into(), uid: Some("pod-uid-1".into()), resource_version: Some("1".into()) };
+    assert_eq!(plan.stop_first, Some(expected));
+    assert_eq!(plan.status, task.status.clone().unwrap(), "no verdict before the delete");
+    assert!(plan.read_fresh.is_none() && plan.delete.is_empty() && plan.create.is_none());
+    // The delete found it so: that view decides, as a fresh read would.
+    let then = fresh(&task, std::slice::from_ref(&pod), t(60));
+    assert_eq!((then.status.phase, reason(&then)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+    assert_eq!(deleted(&then), [P1]);
+    // Whatever happened after the delete (a crash before the status write), a pod gone after the deadline reads so.
+    let gone = fresh(&task, &[], t(70));
+    assert_eq!((gone.status.phase, reason(&gone)), (Phase::Failed, Some(Reason::DeadlineExceeded)));
 }
 
 #[test]

@@ -89,6 +89,11 @@ pub enum Next {
     /// A verdict is due on this pod (a timeout, the deadline, a missing pod): read it from the API server, not
     /// the cache, and decide again.
     ReadFresh(String),
+    /// The deadline passed and the cache shows this pod still running: delete it on condition that it is still
+    /// the version the cache saw (its UID and resourceVersion as preconditions), and decide again on that view,
+    /// confirmed; if the API server refuses (the pod changed: it may have finished in time), read it fresh. One
+    /// request where a read and a delete would be two, when deadlines pile up after an API outage.
+    StopFirst(PodDeletion),
     /// Carry out this plan.
     Act(Box<Plan>),
 }
@@ -113,11 +118,21 @@ pub struct Plan {
     pub deadline_stop: Option<Timestamp>,
 }
 
-/// A pod to delete, with its UID as a precondition so a namesake is never hit.
+/// A pod to delete, with its UID as a precondition so a namesake is never hit (and, for `Next::StopFirst`, its
+/// resourceVersion, so a pod that changed since the cache saw it is not hit either).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodDeletion {
     pub name: String,
     pub uid: Option<String>,
+    pub resource_version: Option<String>,
+}
+
+impl PodDeletion {
+    /// The pod, whatever its version.
+    pub fn of(pod: &Pod) -> Self {
+        use kube::ResourceExt;
+        Self { name: pod.name_any(), uid: pod.uid(), resource_version: None }
+    }
 }
 
 /// A kept pod to stop: its activeDeadlineSeconds lowered to `active_deadline_seconds` (the API server lets it

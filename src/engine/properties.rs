@@ -124,6 +124,8 @@ proptest! {
                 Step::Pod(change) => {
                     if let Some(pod) = pods.values_mut().filter(|p| live(p)).last() {
                         pod.status = Some(serde_json::from_value(pod_status(change)).expect("pod status"));
+                        let version = pod.metadata.resource_version.as_deref().and_then(|v| v.parse::<u64>().ok());
+                        pod.metadata.resource_version = Some((version.unwrap_or(0) + 1).to_string());
                     }
                 }
                 Step::DeletedByOthers => {
@@ -135,7 +137,18 @@ proptest! {
                     let seen_task = if stale { &previous } else { &task };
                     let all: Vec<_> = pods.values().cloned().collect();
                     let observed = Observed { pods: &all, now, fresh, create_refused: None };
-                    let Next::Act(plan) = decide(seen_task, observed, &cfg()) else { continue };
+                    let plan = match decide(seen_task, observed, &cfg()) {
+                        Next::Act(plan) => plan,
+                        // The delete on the cache's word, if the pod is still that version; then nothing more (as
+                        // if the operator crashed before it could decide again and write the status).
+                        Next::StopFirst(d) => {
+                            if pods.get(&d.name).is_some_and(|p| p.metadata.resource_version == d.resource_version) {
+                                pods.remove(&d.name);
+                            }
+                            continue;
+                        }
+                        Next::ReadFresh(_) => continue,
+                    };
                     let super::Plan { create, status: new_status, delete, deadline_stop, .. } = *plan;
                     if create.is_some() && stale {
                         // The operator reads the task fresh before any launch, and decides again on that.
@@ -148,6 +161,7 @@ proptest! {
                         );
                         pod.metadata.uid = Some(format!("uid-{}", pod.name_any()));
                         pod.metadata.creation_timestamp = Some(Time(now));
+                        pod.metadata.resource_version = Some("1".into());
                         pod.status = Some(serde_json::from_value(scheduled_waiting("ContainerCreating", "")).expect("status"));
                         // The name is deterministic: a create of an existing name is refused (AlreadyExists).
                         pods.entry(pod.name_any()).or_insert(pod);

@@ -49,6 +49,7 @@ pub fn pod_at(task: &PodTask, attempt: u32, created: Timestamp, status: Value) -
     let mut p = pod::build(task, attempt, created, None, created);
     p.metadata.uid = Some(format!("pod-uid-{attempt}"));
     p.metadata.creation_timestamp = Some(Time(created));
+    p.metadata.resource_version = Some("1".into());
     p.status = Some(serde_json::from_value(status).expect("test pod status is valid"));
     p
 }
@@ -79,6 +80,8 @@ pub fn cfg() -> Config {
 pub struct Decided {
     /// Set when the engine asked for a fresh read of this pod instead of a plan.
     pub read_fresh: Option<String>,
+    /// Set when the engine asked for this pod's delete on the cache's word instead of a plan.
+    pub stop_first: Option<PodDeletion>,
     pub create: Option<Pod>,
     /// The task's status after the plan: the new one, or the old one when nothing is to be written.
     pub status: PodTaskStatus,
@@ -95,6 +98,7 @@ fn decided(task: &PodTask, seen: Observed<'_>) -> Decided {
     let old = task.status.clone().unwrap_or_default();
     match decide(task, seen, &cfg()) {
         Next::ReadFresh(pod) => Decided { read_fresh: Some(pod), status: old, ..Decided::default() },
+        Next::StopFirst(d) => Decided { stop_first: Some(d), status: old, ..Decided::default() },
         Next::Act(plan) => Decided {
             writes_status: plan.status.is_some(),
             status: plan.status.unwrap_or(old),
@@ -106,6 +110,7 @@ fn decided(task: &PodTask, seen: Observed<'_>) -> Decided {
             requeue_at: plan.requeue_at,
             deadline_stop: plan.deadline_stop,
             read_fresh: None,
+            stop_first: None,
         },
     }
 }

@@ -37,6 +37,8 @@ pub struct WatchedPod {
 #[derive(Clone, Debug, Default)]
 pub struct CachedPod {
     uid: Box<str>,
+    /// Its resourceVersion: the precondition of a delete on the cache's word (a stop that is overdue).
+    version: Box<str>,
     created: Option<Time>,
     deleting: Option<Time>,
     /// The UID of the owner that controls the pod (`engine::pod::is_owned_by` reads no more of its owners).
@@ -232,6 +234,7 @@ impl From<&WatchedPod> for CachedPod {
         let controller = m.owner_references.iter().flatten().find(|o| o.controller == Some(true));
         Self {
             uid: m.uid.as_deref().unwrap_or_default().into(),
+            version: m.resource_version.as_deref().unwrap_or_default().into(),
             created: m.creation_timestamp.clone(),
             deleting: m.deletion_timestamp.clone(),
             controller: controller.map(|o| o.uid.as_str().into()),
@@ -281,6 +284,7 @@ impl CachedPod {
             name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
             uid: (!self.uid.is_empty()).then(|| self.uid.to_string()),
+            resource_version: (!self.version.is_empty()).then(|| self.version.to_string()),
             creation_timestamp: self.created.clone(),
             deletion_timestamp: self.deleting.clone(),
             owner_references: self.controller.as_deref().map(|uid| vec![owner(uid)]),

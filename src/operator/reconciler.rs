@@ -161,7 +161,7 @@ async fn report_unreadable(invalid: &InvalidObject, ctx: &Context) -> Result<Act
     for pod in ctx.pods.owned_by(&ns, &uid).into_iter().map(|(name, p)| p.to_pod(&ns, &name)) {
         let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
         if !finished && pod.metadata.deletion_timestamp.is_none() {
-            delete_pod(&pods_api, &engine::PodDeletion { name: pod.name_any(), uid: pod.uid() }, ctx).await?;
+            delete_pod(&pods_api, &engine::PodDeletion::of(&pod), ctx).await?;
         }
     }
     Ok(Action::await_change())
@@ -186,8 +186,9 @@ async fn reconcile_task(cached: &PodTask, ctx: &Context) -> Result<Action, Error
     for _ in 0..4 {
         match engine::decide(&task, seen.observed(ctx.now()), &ctx.config) {
             Next::ReadFresh(pod) if !seen.fresh => seen.read_fresh(&pods_api, &pod).await?,
+            Next::StopFirst(deletion) if !seen.fresh => seen.stop_first(&pods_api, &deletion, ctx).await?,
             // Still undecided on a fresh read: the watch has not caught up; look again shortly.
-            Next::ReadFresh(_) => break,
+            Next::ReadFresh(_) | Next::StopFirst(_) => break,
             Next::Act(plan) if plan.create.is_none() => {
                 match act(&task, *plan, &pods_api, ctx).await {
                     // The cache lags (a watch that is slow to come back, after throttling say): nothing is left to
@@ -268,6 +269,33 @@ impl Seen {
         self.pods.extend(fresh.filter(|p| is_owned_by(p, &self.uid)));
         self.fresh = true;
         Ok(())
+    }
+
+    /// The pod's stop is overdue on the cache's word: delete it if it is still the version the cache holds (the
+    /// cache's view is then as good as a fresh read); read it fresh if it changed since.
+    async fn stop_first(&mut self, api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<(), Error> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: d.resource_version.clone() }),
+            ..Default::default()
+        };
+        match api.delete(&d.name, &params).await {
+            Ok(_) => {
+                if let Some(uid) = &d.uid {
+                    ctx.deleted.deleted(uid);
+                }
+                ctx.metrics.write(WriteKind::PodDelete);
+                info!(pod = %d.name, "deleted pod: its deadline passed");
+                self.fresh = true;
+                Ok(())
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => self.read_fresh(api, &d.name).await,
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                self.pods.retain(|p| p.name_any() != d.name);
+                self.fresh = true;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ours already (created before a restart, or the cache lagged): decide again with it in view.

@@ -203,13 +203,13 @@ async fn a_pod_still_waiting_at_the_startup_timeout_is_recorded_then_deleted() {
 // ---- the deadline ----
 
 #[tokio::test]
-async fn at_the_deadline_the_task_fails_before_its_pod_is_deleted() {
+async fn at_the_stop_time_the_task_fails_before_its_pod_is_deleted() {
     let task = task(json!({"executionTimeout": "10m"}));
     let pod = pod_at(&task, 1, t(0), running());
     let task = reported(task, std::slice::from_ref(&pod), t(10));
     assert_eq!(task.status.as_ref().unwrap().deadline.as_ref().map(|d| d.0), Some(t(600)));
     let fresh = pod.clone();
-    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+    let (result, _) = reconcile_against(task, vec![pod], t(590), |mut api| async move {
         api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
         let put = api.expect(Method::PUT, STATUS).await;
         let status = written_status(&put.body);
@@ -225,6 +225,75 @@ async fn at_the_deadline_the_task_fails_before_its_pod_is_deleted() {
     })
     .await;
     assert_eq!(result.expect("reconcile succeeds"), Action::await_change(), "no further attempt");
+}
+
+/// After the deadline itself (an API outage hid it): the delete goes first, on the condition that the pod is the
+/// version the cache holds, and the status is written on that view. One request fewer; the cleanup's own delete
+/// is not sent again.
+#[tokio::test]
+async fn an_overdue_stop_deletes_the_cached_version_first_then_writes_the_end() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let cached = pod.clone();
+    let (result, _, remembered) = reconcile_after(Memory::default(), task, vec![pod], t(605), |mut api| async move {
+        let delete = api.expect(Method::DELETE, POD_PATH).await;
+        assert_eq!(delete.body["preconditions"]["uid"], "pod-uid-1");
+        assert_eq!(delete.body["preconditions"]["resourceVersion"], "1", "the version the cache holds");
+        assert_eq!(delete.body.get("gracePeriodSeconds"), None, "graceful: the pod's own grace period applies");
+        delete.respond(200, &deleting(&cached));
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+        assert!(status.message.as_deref().unwrap_or("").contains("stop of pod"), "{:?}", status.message);
+        put.echo();
+        api
+    })
+    .await;
+    assert_eq!(result.expect("reconcile succeeds"), Action::await_change(), "no further attempt");
+    assert!(remembered.delete, "the delete is remembered, so the next reconcile does not send it again");
+}
+
+/// The pod changed since the cache saw it (it finished just before the deadline): the delete is refused, the pod is
+/// read fresh, and the task gets the outcome it really had.
+#[tokio::test]
+async fn an_overdue_stop_refused_for_a_changed_pod_reads_it_and_records_its_real_end() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let mut done = pod_at(&task, 1, t(0), exited("Succeeded", 0, ""));
+    done.metadata.resource_version = Some("2".into());
+    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+        let conflict = api_status(409, "Conflict", "Precondition failed: ResourceVersion in precondition: 1");
+        api.expect(Method::DELETE, POD_PATH).await.respond(409, &conflict);
+        api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&done));
+        let put = api.expect(Method::PUT, STATUS).await;
+        assert_eq!(written_status(&put.body).phase, Phase::Succeeded);
+        put.echo();
+        api.expect(Method::DELETE, POD_PATH).await.respond(200, &deleting(&done));
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// The pod is gone already: the deadline passed, so that is what ended it.
+#[tokio::test]
+async fn an_overdue_stop_of_a_pod_already_gone_records_the_deadline() {
+    let task = task(json!({"executionTimeout": "10m"}));
+    let pod = pod_at(&task, 1, t(0), running());
+    let task = reported(task, std::slice::from_ref(&pod), t(10));
+    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+        let gone = api_status(404, "NotFound", "pods \"job-0f0f0-1\" not found");
+        api.expect(Method::DELETE, POD_PATH).await.respond(404, &gone);
+        let put = api.expect(Method::PUT, STATUS).await;
+        let status = written_status(&put.body);
+        assert_eq!((status.phase, status.reason), (Phase::Failed, Some(Reason::DeadlineExceeded)));
+        put.echo();
+        api
+    })
+    .await;
+    assert!(result.is_ok(), "{result:?}");
 }
 
 // ---- no reconcile storms ----
@@ -297,7 +366,7 @@ async fn a_refused_status_write_never_prevents_the_deadlines_pod_delete() {
     let pod = pod_at(&task, 1, t(0), running());
     let task = reported(task, std::slice::from_ref(&pod), t(10));
     let fresh = pod.clone();
-    let (result, _) = reconcile_against(task, vec![pod], t(605), |mut api| async move {
+    let (result, _) = reconcile_against(task, vec![pod], t(590), |mut api| async move {
         api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
         let refusal = api_status(422, "Invalid", "PodTask.podtask.dev \"job\" is invalid");
         api.expect(Method::PUT, STATUS).await.respond(422, &refusal);
@@ -431,7 +500,7 @@ async fn a_status_write_that_lost_a_race_at_the_deadline_is_decided_again_on_a_f
     let pod = pod_at(&task, 1, t(0), running());
     let task = reported(task, std::slice::from_ref(&pod), t(10));
     let fresh = pod.clone();
-    let (result, _) = reconcile_against(task.clone(), vec![pod], t(605), |mut api| async move {
+    let (result, _) = reconcile_against(task.clone(), vec![pod], t(590), |mut api| async move {
         api.task = serde_json::to_value(&task).expect("json");
         api.task["metadata"]["resourceVersion"] = json!("8");
         api.expect(Method::GET, POD_PATH).await.respond(200, &to_json(&fresh));
