@@ -8,6 +8,8 @@ use std::{
     sync::Arc,
 };
 
+use kube::Resource;
+
 use super::{
     cached_pod::{CachedPod, WatchedPod},
     controller::trim_task,
@@ -187,4 +189,43 @@ fn what_the_pod_cache_keeps_per_pod() {
     );
     // A budget, not a timing. The index keeps, per task, an 8-byte key and a slice of names shared with the table.
     assert!(per_pod - plain_per_pod < 120, "the owner index costs {} bytes per pod", per_pod - plain_per_pod);
+}
+
+/// What the task cache keeps per task, kube-runtime's reflector store and its keys included: 1,000 running tasks
+/// as the watch delivers them (trimmed as the watch trims them), against the cached task alone.
+#[test]
+fn what_the_task_cache_keeps_per_task() {
+    use kube::runtime::{reflector, watcher::Event};
+    const TASKS: usize = 1000;
+    let watched: Vec<Watched> = (0..TASKS)
+        .map(|i| {
+            let mut task: Watched = serde_json::from_str(TASK).expect("a task");
+            task.meta_mut().name = Some(format!("t-{i:05}"));
+            task.meta_mut().uid = Some(format!("c3b78a10-1d2e-4f3a-9b8c-{i:012}"));
+            trim_task(&mut task);
+            task
+        })
+        .collect();
+    drop(cached_task());
+    let (store, store_bytes, store_allocs) = kept(|| {
+        let (reader, mut writer) = reflector::store::<Watched>();
+        writer.apply_watcher_event(&Event::Init);
+        for task in &watched {
+            writer.apply_watcher_event(&Event::InitApply(task.clone()));
+        }
+        writer.apply_watcher_event(&Event::InitDone);
+        (reader, writer)
+    });
+    assert_eq!(store.0.len(), TASKS);
+    let per_task = with_malloc_overhead(store_bytes, store_allocs) / TASKS as isize;
+    let (_, task_bytes, task_allocs) = kept(cached_task);
+    let alone = with_malloc_overhead(task_bytes, task_allocs);
+    println!(
+        "MEASURE task cache {per_task} bytes per task with malloc's overhead, kube-runtime's store and its keys \
+         included; the cached task alone {alone} bytes (the store's entry costs {} bytes per task)",
+        per_task - alone
+    );
+    // A budget, not a timing: the store files each task under a key with copies of its name, namespace, uid and
+    // resourceVersion.
+    assert!(per_task - alone < 450, "kube-runtime's store costs {} bytes per task", per_task - alone);
 }
