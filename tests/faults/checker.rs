@@ -238,6 +238,21 @@ pub fn audited_creates(path: &Path, ns: &str) -> Vec<AuditedCreate> {
         .collect()
 }
 
+/// Every successful status write of a PodTask in `ns`, from the API server's audit log: the task's name and when
+/// the write completed.
+pub fn audited_status_writes(path: &Path, ns: &str) -> Vec<(String, Timestamp)> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "update")
+        .filter(|e| e["objectRef"]["resource"] == "podtasks" && e["objectRef"]["subresource"] == "status")
+        .filter(|e| e["objectRef"]["namespace"] == ns && e["responseStatus"]["code"] == 200)
+        .filter_map(|e| {
+            Some((e["objectRef"]["name"].as_str()?.to_owned(), e["stageTimestamp"].as_str()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// How long a pod may outlive its task's terminal state, beyond the fault windows it overlaps.
 pub const POD_AFTER_TERMINAL: SignedDuration = SignedDuration::from_secs(10);
 
