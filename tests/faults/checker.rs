@@ -238,17 +238,44 @@ pub fn audited_creates(path: &Path, ns: &str) -> Vec<AuditedCreate> {
         .collect()
 }
 
-/// Every successful status write of a PodTask in `ns`, from the API server's audit log: the task's name and when
-/// the write completed.
-pub fn audited_status_writes(path: &Path, ns: &str) -> Vec<(String, Timestamp)> {
+/// One of podtask's requests that enforce a task's end.
+pub struct Enforcement {
+    pub task: String,
+    /// A delete of the task's pod (else a write of its status).
+    pub pod_delete: bool,
+    pub at: Timestamp,
+}
+
+/// When `task`'s end was enforced after `since`: the later of its first status write and its pod's first delete
+/// (if any) after that moment. None without a status write.
+pub fn enforced_at(audited: &[Enforcement], task: &str, since: Timestamp) -> Option<Timestamp> {
+    let first = |delete: bool| {
+        audited.iter().filter(|e| e.task == task && e.pod_delete == delete && e.at > since).map(|e| e.at).min()
+    };
+    let written = first(false)?;
+    Some(first(true).map_or(written, |deleted| deleted.max(written)))
+}
+
+/// podtask's enforcement requests in `ns`, from the API server's audit log: every successful status write of a
+/// PodTask and every successful delete of a pod, each with the task's name (a pod's is its name without the
+/// `-<uid prefix>-<attempt>` podtask appends) and when the API server completed it.
+pub fn audited_enforcement(path: &Path, ns: &str) -> Vec<Enforcement> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["stage"] == "ResponseComplete" && e["verb"] == "update")
-        .filter(|e| e["objectRef"]["resource"] == "podtasks" && e["objectRef"]["subresource"] == "status")
-        .filter(|e| e["objectRef"]["namespace"] == ns && e["responseStatus"]["code"] == 200)
+        .filter(|e| e["stage"] == "ResponseComplete" && e["objectRef"]["namespace"] == ns)
+        .filter(|e| e["responseStatus"]["code"].as_i64().is_some_and(|c| (200..=202).contains(&c)))
         .filter_map(|e| {
-            Some((e["objectRef"]["name"].as_str()?.to_owned(), e["stageTimestamp"].as_str()?.parse().ok()?))
+            let (verb, resource, name) = (&e["verb"], &e["objectRef"]["resource"], e["objectRef"]["name"].as_str()?);
+            let (task, pod_delete) =
+                if verb == "update" && resource == "podtasks" && e["objectRef"]["subresource"] == "status" {
+                    (name.to_owned(), false)
+                } else if verb == "delete" && resource == "pods" {
+                    (name.rsplitn(3, '-').nth(2)?.to_owned(), true)
+                } else {
+                    return None;
+                };
+            Some(Enforcement { task, pod_delete, at: e["stageTimestamp"].as_str()?.parse().ok()? })
         })
         .collect()
 }

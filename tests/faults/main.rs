@@ -675,24 +675,21 @@ async fn deadlines_passing_during_an_api_outage() {
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
     checker.stop();
-    // The same figure from the API server's audit log: when the last of a round's end-of-task status writes (each
-    // task's first after the outage began) completed there. The polls above add their own LIST's latency.
-    let audited = checker::audited_status_writes(&audit, &ns);
-    let mut worst_written: BTreeMap<String, i64> = BTreeMap::new();
+    // The same figure from the API server's audit log, free of the polls' own latency: per task, the later of its
+    // first status write and its pod's first delete after the outage began (the end recorded, the pod stopping),
+    // and of those the last of the round, as the API server completed it.
+    let audited = checker::audited_enforcement(&audit, &ns);
+    let mut worst_enforced: BTreeMap<String, i64> = BTreeMap::new();
     for (round, (kind, names, down, back)) in written.iter().enumerate() {
-        let last = names
-            .iter()
-            .map(|n| audited.iter().filter(|(name, at)| name == n && *at > *down).map(|(_, at)| *at).min())
-            .collect::<Option<Vec<Timestamp>>>()
-            .and_then(|ends| ends.into_iter().max());
-        let Some(last) = last else {
+        let ends: Option<Vec<Timestamp>> = names.iter().map(|n| checker::enforced_at(&audited, n, *down)).collect();
+        let Some(last) = ends.and_then(|ends| ends.into_iter().max()) else {
             panic!("outage {round}: the audit log lacks a status write after the outage for some task of the round");
         };
         let ms = last.duration_since(*back).as_millis() as i64;
         println!(
-            "faults: outage {round}: the last status write completed {ms} ms after the API server served again (audit log)"
+            "faults: outage {round}: the last deadline enforced {ms} ms after the API server served again (audit log)"
         );
-        let e = worst_written.entry(kind.clone()).or_insert(i64::MIN);
+        let e = worst_enforced.entry(kind.clone()).or_insert(i64::MIN);
         *e = (*e).max(ms);
     }
     let book = checker.book.lock().expect("book");
@@ -713,10 +710,10 @@ async fn deadlines_passing_during_an_api_outage() {
         per_kind.join(" ")
     );
     println!(
-        "MEASURE outage_rounds={outages} outage_all_deadlines_written_after_api_return_worst_ms={} (goal: within 2000; \
-         the last status write's completion in the audit log) {}",
-        worst_written.values().max().unwrap_or(&-1),
-        worst_written.iter().map(|(k, ms)| format!("outage_written_worst_ms_{k}={ms}")).collect::<Vec<_>>().join(" ")
+        "MEASURE outage_rounds={outages} outage_all_deadlines_enforced_after_api_return_worst_ms={} (goal: within 2000; \
+         from the audit log: per task the later of its status write and its pod's delete) {}",
+        worst_enforced.values().max().unwrap_or(&-1),
+        worst_enforced.iter().map(|(k, ms)| format!("outage_enforced_worst_ms_{k}={ms}")).collect::<Vec<_>>().join(" ")
     );
     println!(
         "MEASURE outage_total_s={outage_secs:.0} outage_log_lines={lines_during} outage_warn_lines={warns_during} \
