@@ -679,15 +679,28 @@ async fn deadlines_passing_during_an_api_outage() {
     // first status write and its pod's first delete after the outage began (the end recorded, the pod stopping),
     // and of those the last of the round, as the API server completed it.
     let audited = checker::audited_enforcement(&audit, &ns);
+    // When podtask's own probe found the API server back (its first request answered after an outage: every
+    // reconcile waits for it), from its log.
+    let resumed: Vec<Timestamp> = std::fs::read_to_string(&op.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("the API server answers again"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["timestamp"].as_str()?.parse().ok())
+        .collect();
     let mut worst_enforced: BTreeMap<String, i64> = BTreeMap::new();
+    let mut worst_from_probe = i64::MIN;
     for (round, (kind, names, down, back)) in written.iter().enumerate() {
         let ends: Option<Vec<Timestamp>> = names.iter().map(|n| checker::enforced_at(&audited, n, *down)).collect();
         let Some(last) = ends.and_then(|ends| ends.into_iter().max()) else {
             panic!("outage {round}: the audit log lacks a status write after the outage for some task of the round");
         };
         let ms = last.duration_since(*back).as_millis() as i64;
+        let probe = resumed.iter().find(|t| *t > down).map(|t| last.duration_since(*t).as_millis() as i64);
+        worst_from_probe = worst_from_probe.max(probe.unwrap_or(i64::MIN));
         println!(
-            "faults: outage {round}: the last deadline enforced {ms} ms after the API server served again (audit log)"
+            "faults: outage {round}: the last deadline enforced {ms} ms after the API server served again (audit log; \
+             {} ms after podtask's probe found it back)",
+            probe.map_or("?".into(), |p| p.to_string())
         );
         let e = worst_enforced.entry(kind.clone()).or_insert(i64::MIN);
         *e = (*e).max(ms);
@@ -711,7 +724,8 @@ async fn deadlines_passing_during_an_api_outage() {
     );
     println!(
         "MEASURE outage_rounds={outages} outage_all_deadlines_enforced_after_api_return_worst_ms={} (goal: within 2000; \
-         from the audit log: per task the later of its status write and its pod's delete) {}",
+         from the audit log: per task the later of its status write and its pod's delete) {} \
+         outage_enforced_after_podtask_probe_worst_ms={worst_from_probe}",
         worst_enforced.values().max().unwrap_or(&-1),
         worst_enforced.iter().map(|(k, ms)| format!("outage_enforced_worst_ms_{k}={ms}")).collect::<Vec<_>>().join(" ")
     );
