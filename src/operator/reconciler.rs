@@ -274,28 +274,15 @@ impl Seen {
     /// The pod's stop is overdue on the cache's word: delete it if it is still the version the cache holds (the
     /// cache's view is then as good as a fresh read); read it fresh if it changed since.
     async fn stop_first(&mut self, api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<(), Error> {
-        let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: d.resource_version.clone() }),
-            ..Default::default()
-        };
-        match api.delete(&d.name, &params).await {
-            Ok(_) => {
-                if let Some(uid) = &d.uid {
-                    ctx.deleted.deleted(uid);
-                }
-                ctx.metrics.write(WriteKind::PodDelete);
-                info!(pod = %d.name, "deleted pod: its deadline passed");
-                self.fresh = true;
-                Ok(())
-            }
-            Err(kube::Error::Api(s)) if s.code == 409 => self.read_fresh(api, &d.name).await,
-            Err(kube::Error::Api(s)) if s.code == 404 => {
+        match send_delete(api, d, ctx).await? {
+            Refused::No => self.fresh = true,
+            Refused::Changed => return self.read_fresh(api, &d.name).await,
+            Refused::Gone => {
                 self.pods.retain(|p| p.name_any() != d.name);
                 self.fresh = true;
-                Ok(())
             }
-            Err(e) => Err(e.into()),
         }
+        Ok(())
     }
 
     /// Ours already (created before a restart, or the cache lagged): decide again with it in view.
@@ -405,8 +392,23 @@ async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> R
         debug!(pod = %d.name, "deleted moments ago; the cache has not shown it yet");
         return Ok(());
     }
+    send_delete(api, d, ctx).await.map(|_| ())
+}
+
+/// How the API server answered a pod's delete.
+enum Refused {
+    No,
+    /// 409: the preconditions failed (another pod of that name, or, with a resourceVersion, the pod changed).
+    Changed,
+    /// 404.
+    Gone,
+}
+
+/// Delete `d`'s pod with its preconditions (its UID, and its resourceVersion when set); a delete that is done is
+/// remembered (`ctx.deleted`) and counted.
+async fn send_delete(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> Result<Refused, Error> {
     let params = DeleteParams {
-        preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: None }),
+        preconditions: Some(Preconditions { uid: d.uid.clone(), resource_version: d.resource_version.clone() }),
         ..Default::default()
     };
     match api.delete(&d.name, &params).await {
@@ -416,9 +418,10 @@ async fn delete_pod(api: &Api<Pod>, d: &engine::PodDeletion, ctx: &Context) -> R
             }
             ctx.metrics.write(WriteKind::PodDelete);
             info!(pod = %d.name, "deleted pod");
-            Ok(())
+            Ok(Refused::No)
         }
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Refused::Changed),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Refused::Gone),
         Err(e) => Err(e.into()),
     }
 }
