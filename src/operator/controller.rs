@@ -6,9 +6,8 @@ use futures::{Stream, StreamExt, TryStreamExt, future};
 use kube::{
     Api, Client, Resource,
     runtime::{
-        Controller, WatchStreamExt,
-        controller::Config as ControllerConfig,
-        reflector::{self, Store},
+        WatchStreamExt,
+        reflector::{self, ObjectRef, Store},
         watcher,
     },
 };
@@ -23,13 +22,17 @@ use super::{
     error::short_error,
     events::Publisher,
     metrics::Metrics,
-    permits::Permits,
+    permits::{Permits, Urgency},
     pod_cache::PodCache,
     reconciler::{error_policy, reconcile},
+    runner,
     wakeups::Wakeups,
     watched::{Watched, key_of},
 };
-use crate::engine::{self, naming};
+use crate::{
+    crd::PodTask,
+    engine::{self, naming},
+};
 
 /// The task caches of every watched scope (for the phase gauge).
 pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
@@ -65,9 +68,9 @@ pub async fn run_scope(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
 
-    // Readiness comes from each watch's first complete list (InitDone), not from `Store::wait_until_ready`: the
-    // Controller already waits on its store that way, and kube-runtime wakes only one of several concurrent
-    // waiters, so a second one could hang and leave /readyz unready forever.
+    // Readiness comes from each watch's first complete list (InitDone), not from `Store::wait_until_ready`:
+    // kube-runtime wakes only one of several concurrent waiters, so a second one could hang and leave /readyz
+    // unready forever.
     let (tasks_synced_tx, mut tasks_synced) = watch::channel(false);
     let (pods_synced_tx, mut pods_synced) = watch::channel(false);
 
@@ -84,26 +87,32 @@ pub async fn run_scope(
 
     let (tasks_reader, tasks_writer) = reflector::store();
     let wakeups = Arc::new(Wakeups::default());
-    let forget = wakeups.clone();
+    // The reconciles a task asked for after a failure or a lost race (runner::Action::requeue), kept apart from its
+    // wakeup (its deadline, say), which a failing reconcile leaves as it was.
+    let retries = Arc::new(Wakeups::default());
+    let (forget, forget_retry, listed) = (wakeups.clone(), retries.clone(), tasks_reader.clone());
     let task_watch = watcher(tasks_api, watcher::Config::default().any_semantic());
     let task_stream = resume_with_api(task_watch, settings.api.clone())
         .modify(trim_task)
         .reflect(tasks_writer)
-        // A deleted task's wakeup goes with it.
+        // A deleted task's wakeups go with it.
         .inspect_ok(move |e| {
             if let watcher::Event::Delete(task) = e {
                 forget.set(&key_of(task), None);
+                forget_retry.set(&key_of(task), None);
             }
         })
         .inspect_ok(move |e| mark_synced(e, &tasks_synced_tx))
-        .applied_objects();
-    let controller = Controller::for_stream(task_stream, tasks_reader.clone())
-        // No limit here: the operator-wide permits are the limit (due deadlines first), so routine work waiting
-        // for a permit never keeps a due deadline from starting.
-        .with_config(ControllerConfig::default().concurrency(0))
-        .owns_stream(pod_stream)
-        .reconcile_on(wakeups.clone().due(clock.clone()))
-        .graceful_shutdown_on(shutdown);
+        .map(move |event| futures::stream::iter(tasks_to_reconcile(event, &listed)))
+        .flatten();
+    // A pod's event is its task's: the PodTask that controls it.
+    let pod_stream = pod_stream.filter_map(|pod| future::ready(pod.ok().and_then(|pod| owning_task(&pod))));
+    let triggers = futures::stream::select_all([
+        task_stream.boxed(),
+        pod_stream.boxed(),
+        wakeups.clone().due(clock.clone()).boxed(),
+        retries.clone().due(clock.clone()).boxed(),
+    ]);
     tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
 
     let ctx = Arc::new(Context {
@@ -132,29 +141,54 @@ pub async fn run_scope(
         }
     });
 
-    let failures = ctx.clone();
-    controller
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| {
-            use kube::runtime::controller::Error as ControllerError;
-            match result {
-                // The task is gone: so are its error backoff record and its wakeup.
-                Err(ControllerError::ObjectNotFound(task)) => {
-                    let key = format!("{}/{}", task.namespace.unwrap_or_default(), task.name);
-                    failures.failures.clear(&key);
-                    failures.wakeups.set(&key, None);
-                }
-                // error_policy has logged it already.
-                Err(ControllerError::ReconcilerFailed(..)) => {}
-                // Watches retry on their own (resume_with_api): none of their errors comes this way.
-                Err(ControllerError::QueueError(e)) => warn!(error = %e, "watch"),
-                Err(other) => warn!(error = %other, "controller"),
-                Ok(_) => {}
-            }
-            future::ready(())
-        })
-        .await;
+    let (store, due_ctx) = (tasks_reader.clone(), ctx.clone());
+    let urgency = move |key: &str| match lookup(&store, key).as_deref().map(|t| &t.0) {
+        Some(Ok(task)) if engine::deadline::is_due(task, &due_ctx.pods_of(task), due_ctx.now()) => Urgency::DeadlineDue,
+        _ => Urgency::Routine,
+    };
+    let work = move |key: Arc<str>| {
+        let (store, ctx, retries) = (tasks_reader.clone(), ctx.clone(), retries.clone());
+        async move {
+            let Some(task) = lookup(&store, &key) else {
+                // The task is gone: so are its error backoff record and its wakeups.
+                ctx.failures.clear(&key);
+                ctx.wakeups.set(&key, None);
+                retries.set(&key, None);
+                return;
+            };
+            let action = match reconcile(task.clone(), ctx.clone()).await {
+                Ok(action) => action,
+                Err(error) => error_policy(task, &error, ctx.clone()),
+            };
+            retries.set(&key, action.requeue_after().map(|wait| ctx.now() + wait));
+        }
+    };
+    runner::run(triggers, settings.permits.limits(), urgency, work, shutdown).await;
     info!("controller stopped");
+}
+
+/// The tasks a watch event asks to reconcile: a task that changed; after a complete list, every task. Not each
+/// task of a list as it comes: the cache shows a list only once it is complete (until then it shows the one before),
+/// and a task that is not in the cache is a task that is gone.
+fn tasks_to_reconcile(event: Result<watcher::Event<Watched>, watcher::Error>, cache: &Store<Watched>) -> Vec<Arc<str>> {
+    match event {
+        Ok(watcher::Event::Apply(task)) => vec![key_of(&task).into()],
+        Ok(watcher::Event::InitDone) => cache.state().iter().map(|task| key_of(&**task).into()).collect(),
+        _ => vec![],
+    }
+}
+
+/// The task `namespace/name` in the cache.
+fn lookup(store: &Store<Watched>, key: &str) -> Option<Arc<Watched>> {
+    let (namespace, name) = key.split_once('/')?;
+    store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// The key of the PodTask that controls `pod`, if one does.
+fn owning_task(pod: &WatchedPod) -> Option<Arc<str>> {
+    let owner = pod.metadata.owner_references.as_ref()?.iter().find(|o| o.controller == Some(true))?;
+    let is_task = owner.kind == PodTask::kind(&()) && owner.api_version == PodTask::api_version(&());
+    is_task.then(|| format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or_default(), owner.name).into())
 }
 
 /// When a failed watch tries again.
@@ -170,10 +204,10 @@ enum Retry {
 
 /// A watch of the controller's that never pauses the controller and comes back with the API server.
 ///
-/// kube-runtime would back a failing watch off for up to 30 s (plus as much again of jitter) and, worse, pause
-/// *every* trigger of the Controller for as long after any trigger's error (its trigger backoff): the wakeups of
-/// due deadlines too, which then waited for up to a minute after the API server's return. Here no error reaches
-/// the Controller: a failure of the whole API goes to ApiHealth (logged once) and the watch starts again the
+/// kube-runtime would back a failing watch off for up to 30 s (plus as much again of jitter), and its Controller
+/// (which podtask used before `runner`) paused *every* trigger for as long after any trigger's error: the wakeups
+/// of due deadlines too, which then waited for up to a minute after the API server's return. Here no error reaches
+/// the controller loop: a failure of the whole API goes to ApiHealth (logged once) and the watch starts again the
 /// moment its probe finds the API back; a 410 Gone relists at once; any other failure waits kube's default
 /// backoff (0.8 s doubling to 30 s), logged.
 fn resume_with_api<S, T>(watch: S, api: Arc<ApiHealth>) -> impl Stream<Item = Result<T, watcher::Error>> + Send
@@ -266,7 +300,7 @@ mod tests {
 
     /// A watch that failed because the API server went away starts again the moment ApiHealth's probe finds it
     /// back (not after kube's backoff of up to a minute), a 410 Gone relists at once, and no error of a watch
-    /// reaches the Controller, whose trigger backoff would hold every wakeup (due deadlines) meanwhile.
+    /// reaches the controller loop.
     #[tokio::test(start_paused = true)]
     async fn a_failed_watch_resumes_when_the_api_answers_and_its_errors_stay_out_of_the_controller() {
         use http::{Request, Response};

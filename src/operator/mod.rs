@@ -18,6 +18,7 @@ pub mod reconciler;
 pub mod request_count;
 pub mod request_timeout;
 pub mod run;
+pub mod runner;
 pub mod telemetry;
 pub mod throttle;
 pub mod wakeups;

@@ -4,8 +4,10 @@
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::runner::Limits;
+
 /// What a reconcile is about to do, as far as the cache tells before it starts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Urgency {
     Routine,
     /// The task's deadline (or the moment its pod must start stopping) has come: engine::deadline::is_due.
@@ -13,6 +15,7 @@ pub enum Urgency {
 }
 
 pub struct Permits {
+    limits: Limits,
     routine: Semaphore,
     /// Only for due deadlines.
     reserved: Semaphore,
@@ -21,12 +24,14 @@ pub struct Permits {
 impl Permits {
     /// `routine` permits for routine work, and half as many again (at least one) kept for due deadlines.
     pub fn new(routine: usize) -> Self {
-        Self { routine: Semaphore::new(routine), reserved: Semaphore::new((routine / 2).max(1)) }
+        let reserved = (routine / 2).max(1);
+        let limits = Limits { routine, total: routine + reserved };
+        Self { limits, routine: Semaphore::new(routine), reserved: Semaphore::new(reserved) }
     }
 
-    /// Every permit there is: what a controller may have in flight at once.
-    pub fn total(&self) -> usize {
-        self.routine.available_permits() + self.reserved.available_permits()
+    /// How many reconciles there are permits for: what a controller may have in flight at once.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Wait for a permit. A due deadline takes a reserved one if it is free, else whichever pool frees one first;
@@ -52,7 +57,7 @@ mod tests {
     #[tokio::test]
     async fn a_due_deadline_never_waits_behind_routine_work() {
         let permits = Permits::new(2);
-        assert_eq!(permits.total(), 3);
+        assert_eq!((permits.limits().routine, permits.limits().total), (2, 3));
         let busy = [permits.acquire(Urgency::Routine).await, permits.acquire(Urgency::Routine).await];
         // Every routine permit is taken, and more routine work is waiting in line.
         let queued = permits.acquire(Urgency::Routine);

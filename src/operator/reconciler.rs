@@ -8,7 +8,6 @@ use kube::core::error_boundary::InvalidObject;
 use kube::{
     Api, Resource, ResourceExt,
     api::{DeleteParams, DynamicObject, PostParams, Preconditions},
-    runtime::controller::Action,
 };
 use serde_json::json;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -18,6 +17,7 @@ use super::{
     error::{Error, short_error},
     metrics::{PullWait, WriteKind},
     permits::Urgency,
+    runner::Action,
     watched::{Watched, key_of},
 };
 use crate::{

@@ -7,11 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration as StdDuration};
 use http::{Method, Request, Response};
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
-use kube::{
-    Client,
-    client::Body,
-    runtime::{controller::Action, watcher},
-};
+use kube::{Client, client::Body, runtime::watcher};
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle, SendResponse};
 
@@ -25,6 +21,7 @@ use crate::{
         error::Error,
         events::Publisher,
         metrics::Metrics,
+        runner::Action,
     },
 };
 

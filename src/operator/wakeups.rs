@@ -1,5 +1,5 @@
 //! When each task wants its next reconcile (a startup timeout, a deadline, a retry's backoff, ttlAfterFinished),
-//! one entry per task, held here rather than in kube-runtime's queue.
+//! one entry per task, held here rather than in a queue of requests.
 //!
 //! Every running task waits for something, so at thousands of tasks this is one entry per task all the time.
 //! kube-runtime's queue holds each as two copies of a request that carries the task's name, namespace, uid and
@@ -14,10 +14,9 @@ use std::{
 };
 
 use futures::Stream;
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{Notify, mpsc};
 
-use super::{clock::Clock, watched::Watched};
+use super::clock::Clock;
 use crate::jiff::Timestamp;
 
 #[derive(Default)]
@@ -79,15 +78,14 @@ impl Wakeups {
         (due, state.by_time.first().map(|(at, _)| *at))
     }
 
-    /// The reconciles as they come due, for `Controller::reconcile_on`. The timer ends when the stream is dropped.
-    pub fn due(self: Arc<Self>, clock: Clock) -> impl Stream<Item = ObjectRef<Watched>> + Send + 'static {
+    /// The tasks (`namespace/name`) as their wakeups come due. The timer ends when the stream is dropped.
+    pub fn due(self: Arc<Self>, clock: Clock) -> impl Stream<Item = Arc<str>> + Send + 'static {
         let (tx, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             loop {
                 let (due, next) = self.take_due(clock());
                 for key in due {
-                    let (namespace, name) = key.split_once('/').unwrap_or(("", &key));
-                    if tx.send(ObjectRef::new(name).within(namespace)).is_err() {
+                    if tx.send(key).is_err() {
                         return;
                     }
                 }
@@ -148,7 +146,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         w.set("ns/early", soon(100));
         let first = tokio::time::timeout(Duration::from_secs(5), due.next()).await.expect("sent in time");
-        assert_eq!(first, Some(ObjectRef::new("early").within("ns")));
+        assert_eq!(first.as_deref(), Some("ns/early"));
         assert!(tokio::time::timeout(Duration::from_millis(200), due.next()).await.is_err(), "late is not due");
         assert!(w.of("ns/late").is_some(), "still waiting");
         drop(due);
