@@ -5,11 +5,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt, TryStreamExt, future};
 use kube::{
     Api, Client, Resource,
-    runtime::{
-        WatchStreamExt,
-        reflector::{self, ObjectRef, Store},
-        watcher,
-    },
+    runtime::{WatchStreamExt, watcher},
 };
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -26,6 +22,7 @@ use super::{
     pod_cache::PodCache,
     reconciler::{error_policy, reconcile},
     runner,
+    task_cache::TaskCache,
     wakeups::Wakeups,
     watched::{Watched, key_of},
 };
@@ -35,7 +32,7 @@ use crate::{
 };
 
 /// The task caches of every watched scope (for the phase gauge).
-pub type TaskStores = Arc<std::sync::Mutex<Vec<Store<Watched>>>>;
+pub type TaskStores = Arc<std::sync::Mutex<Vec<Arc<TaskCache>>>>;
 
 /// What the controller needs from `podtask run`.
 pub struct Settings {
@@ -85,16 +82,16 @@ pub async fn run_scope(
         .inspect_ok(move |e| mark_synced(e, &pods_synced_tx))
         .touched_objects();
 
-    let (tasks_reader, tasks_writer) = reflector::store();
+    let tasks = Arc::new(TaskCache::default());
     let wakeups = Arc::new(Wakeups::default());
     // The reconciles a task asked for after a failure or a lost race (runner::Action::requeue), kept apart from its
     // wakeup (its deadline, say), which a failing reconcile leaves as it was.
     let retries = Arc::new(Wakeups::default());
-    let (forget, forget_retry, listed) = (wakeups.clone(), retries.clone(), tasks_reader.clone());
+    let (forget, forget_retry, cache, listed) = (wakeups.clone(), retries.clone(), tasks.clone(), tasks.clone());
     let task_watch = watcher(tasks_api, watcher::Config::default().any_semantic());
     let task_stream = resume_with_api(task_watch, settings.api.clone())
         .modify(trim_task)
-        .reflect(tasks_writer)
+        .inspect_ok(move |e| cache.apply(e))
         // A deleted task's wakeups go with it.
         .inspect_ok(move |e| {
             if let watcher::Event::Delete(task) = e {
@@ -113,7 +110,7 @@ pub async fn run_scope(
         wakeups.clone().due(clock.clone()).boxed(),
         retries.clone().due(clock.clone()).boxed(),
     ]);
-    tasks_store.lock().expect("store list lock").push(tasks_reader.clone());
+    tasks_store.lock().expect("store list lock").push(tasks.clone());
 
     let ctx = Arc::new(Context {
         client,
@@ -141,15 +138,15 @@ pub async fn run_scope(
         }
     });
 
-    let (store, due_ctx) = (tasks_reader.clone(), ctx.clone());
-    let urgency = move |key: &str| match lookup(&store, key).as_deref().map(|t| &t.0) {
+    let (cache, due_ctx) = (tasks.clone(), ctx.clone());
+    let urgency = move |key: &str| match cache.get(key).as_deref().map(|t| &t.0) {
         Some(Ok(task)) if engine::deadline::is_due(task, &due_ctx.pods_of(task), due_ctx.now()) => Urgency::DeadlineDue,
         _ => Urgency::Routine,
     };
     let work = move |key: Arc<str>| {
-        let (store, ctx, retries) = (tasks_reader.clone(), ctx.clone(), retries.clone());
+        let (cache, ctx, retries) = (tasks.clone(), ctx.clone(), retries.clone());
         async move {
-            let Some(task) = lookup(&store, &key) else {
+            let Some(task) = cache.get(&key) else {
                 // The task is gone: so are its error backoff record and its wakeups.
                 ctx.failures.clear(&key);
                 ctx.wakeups.set(&key, None);
@@ -170,18 +167,12 @@ pub async fn run_scope(
 /// The tasks a watch event asks to reconcile: a task that changed; after a complete list, every task. Not each
 /// task of a list as it comes: the cache shows a list only once it is complete (until then it shows the one before),
 /// and a task that is not in the cache is a task that is gone.
-fn tasks_to_reconcile(event: Result<watcher::Event<Watched>, watcher::Error>, cache: &Store<Watched>) -> Vec<Arc<str>> {
+fn tasks_to_reconcile(event: Result<watcher::Event<Watched>, watcher::Error>, cache: &TaskCache) -> Vec<Arc<str>> {
     match event {
         Ok(watcher::Event::Apply(task)) => vec![key_of(&task).into()],
-        Ok(watcher::Event::InitDone) => cache.state().iter().map(|task| key_of(&**task).into()).collect(),
+        Ok(watcher::Event::InitDone) => cache.keys(),
         _ => vec![],
     }
-}
-
-/// The task `namespace/name` in the cache.
-fn lookup(store: &Store<Watched>, key: &str) -> Option<Arc<Watched>> {
-    let (namespace, name) = key.split_once('/')?;
-    store.get(&ObjectRef::new(name).within(namespace))
 }
 
 /// The key of the PodTask that controls `pod`, if one does.
@@ -346,8 +337,8 @@ mod tests {
         assert_eq!(seen[1].1, resumed, "a 410 relists at once");
     }
 
-    /// The engine decides the same on a trimmed pod and task as on the whole ones, in every state and at every
-    /// moment.
+    /// The engine decides the same on a pod and a task as the caches keep them as on the whole ones, in every
+    /// state and at every moment.
     #[test]
     fn the_engine_decides_the_same_on_a_trimmed_pod() {
         let task = task(json!({"executionTimeout": "10m", "retry": {"limit": 1, "reasons": ["PodFailed"]},
@@ -400,9 +391,12 @@ mod tests {
             {
                 for fresh in [false, true] {
                     let seen = |pods| Observed { pods, now, fresh, create_refused: None };
-                    let mut cached_task = DeserializeGuard(Ok(task.clone()));
-                    trim_task(&mut cached_task);
-                    let cached_task = cached_task.0.unwrap();
+                    // As the task cache gives it back: trimmed as the watch trims it, stored and read back.
+                    let mut watched = DeserializeGuard(Ok(task.clone()));
+                    trim_task(&mut watched);
+                    let cache = TaskCache::default();
+                    cache.apply(&watcher::Event::Apply(watched));
+                    let cached_task = cache.get(&key_of(task)).expect("cached").0.clone().expect("readable");
                     // The pod to create is built from the task read fresh before a launch, never from the cache.
                     let without_pod = |next| match next {
                         Next::Act(mut plan) => {

@@ -19,6 +19,7 @@ pub mod request_count;
 pub mod request_timeout;
 pub mod run;
 pub mod runner;
+pub mod task_cache;
 pub mod telemetry;
 pub mod throttle;
 pub mod wakeups;

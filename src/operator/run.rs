@@ -162,8 +162,7 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         ready: ready_rx,
         before_scrape: Arc::new(move || {
             let stores = probe_stores.lock().expect("store list lock");
-            let tasks: Vec<_> = stores.iter().flat_map(|s| s.state()).collect();
-            probe_metrics.count_phases(tasks.iter().map(|t| phase_of(t.0.as_ref().ok())));
+            probe_metrics.count_phases(stores.iter().flat_map(|s| s.phases()));
         }),
     };
     let addr = args.http_addr;
@@ -244,11 +243,6 @@ pub async fn run(args: RunArgs) -> Result<(), StartupError> {
         _ = stopping => info!("in-flight work did not finish within {SHUTDOWN_GRACE:?}; exiting anyway"),
     }
     Ok(())
-}
-
-/// A task's phase for the gauge; a task podtask cannot read counts as Failed (its status says InvalidSpec).
-fn phase_of(t: Option<&crate::crd::PodTask>) -> crate::crd::Phase {
-    t.map_or(crate::crd::Phase::Failed, |t| t.status.as_ref().map(|s| s.phase).unwrap_or_default())
 }
 
 /// Waits for SIGTERM (or Ctrl-C) on a thread of its own, with a runtime of its own, so that nothing the operator's
