@@ -156,8 +156,17 @@ def coll(kind, ns):
     }[kind]
 
 
+def bare_pod(name):
+    """The pod a task of `podtask(name)` or `job(name)` runs, created by a client of its own (the floor below any
+    controller: the scheduler and kwok move it all the same)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template("succeed")["metadata"]},
+            "spec": template("succeed")["spec"]}
+
+
 def is_done(kind, obj):
     st = obj.get("status") or {}
+    if kind == "pod":
+        return st.get("phase") in ("Succeeded", "Failed")
     if kind == "podtask":
         return st.get("phase") in ("Succeeded", "Failed")
     return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in st.get("conditions") or [])
@@ -524,7 +533,8 @@ def throughput(kind, n, args, label):
 
 def controller_only(kind, n, args, label):
     """N tasks created while their controller is stopped, then the controller started: seconds from its start to all
-    done (the controller's own pace, apart from the creation client's)."""
+    done (the controller's own pace, apart from the creation client's). Kind "pod": no controller, the N pods created
+    by the bench's client at the start, done once they have run (what no controller can go below on this cluster)."""
     ns = new_namespace(kind + "-ctl")
     done, lock, stop = {}, threading.Lock(), threading.Event()
 
@@ -536,8 +546,9 @@ def controller_only(kind, n, args, label):
     if kind == "job":
         subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "stop-kcm"], check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
-    make = podtask if kind == "podtask" else job
-    create_all([make(f"t-{i}") for i in range(n)], kind, ns, args.workers)
+    if kind != "pod":
+        make = podtask if kind == "podtask" else job
+        create_all([make(f"t-{i}") for i in range(n)], kind, ns, args.workers)
     K.watch(coll(kind, ns), on_obj, stop)
     time.sleep(2)
     shared = {c: component_pid(c) for c in ("kube-apiserver", "etcd", "kwok")}
@@ -547,6 +558,8 @@ def controller_only(kind, n, args, label):
     op = None
     if kind == "podtask":
         op = Operator(ns, args.operator_args)
+    elif kind == "pod":
+        create_all([bare_pod(f"t-{i}") for i in range(n)], kind, ns, args.workers)
     else:
         os.environ["PODTASK_KCM_EXTRA_ARGS"] = "--kube-api-qps=1000 --kube-api-burst=1000 --concurrent-job-syncs=50"
         subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "restart-kcm"], check=True,
@@ -565,7 +578,7 @@ def controller_only(kind, n, args, label):
         cpu, hwm, rss = op.stat()
         res.update(cpu_s=cpu, peak_rss_kib=hwm)
         op.stop()
-    ctl = "podtask" if kind == "podtask" else "job-controller"
+    ctl = {"podtask": "podtask", "job": "job-controller", "pod": "bench-client"}[kind]
     res["writes_per_task"] = writes(counts.get(ctl, {})) / n
     res["writes_per_task_no_events"] = writes(counts.get(ctl, {}), exclude_events=True) / n
     log(f"controller-only {label}: n={n} done={t_done} rate={res['tasks_per_s']} cpu_s={shared_cpu}")
@@ -805,8 +818,8 @@ def main():
         for variant in variants:
             for r in range(args.repeats):
                 kinds = os.environ.get("BENCH_KINDS", "job,podtask").split(",")
-                order = [("job", "job-equal"), ("podtask", "podtask")]
-                order = [o for o in order if o[0] in kinds or o[1] in kinds]
+                order = [("job", "job-equal"), ("podtask", "podtask"), ("pod", "pods-alone")]
+                order = [o for o in order if o[0] in kinds or o[1] in kinds or o[0] == "pod"]
                 for kind, label in (order if r % 2 == 0 else order[::-1]):
                     settle()
                     load = Load(args.load if variant == "loaded" else 0)

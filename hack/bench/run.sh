@@ -3,7 +3,8 @@
 #   hack/bench/run.sh [--quick] [--keep] [N...]
 #     N...     throughput sizes (default 1000); --quick: 100 tasks, one repeat, small burst/spread/scale points
 #     --keep   leave the benchmark cluster running afterwards
-# Writes target/bench/results.json, target/bench/table.md and docs/performance.svg.
+# Writes target/bench/results.json, target/bench/table.md and docs/performance.svg (target/bench/performance.svg
+# when BENCH_PHASES, BENCH_KINDS or BENCH_VARIANTS make it a partial run).
 # Extra settings: BENCH_REPEATS, BENCH_SCALE ("100 1000 5000 10000"), BENCH_PHASES, BENCH_OPERATOR_ARGS (default: the
 # Job controller's "equal" budget, --kube-api-qps=1000 --kube-api-burst=1000).
 # BENCH_OPERATOR_LOG_LEVEL (default warn), BENCH_OPERATOR_WRAPPER (e.g. "heaptrack -o target/bench/heap"),
@@ -54,5 +55,8 @@ python3 hack/bench/bench.py "${args[@]}" --phases "${BENCH_PHASES:-throughput,co
 venv=$HOME/.cache/podtask/bench-venv
 [[ -x $venv/bin/python ]] && "$venv/bin/python" -c 'import matplotlib' 2>/dev/null ||
 	{ python3 -m venv "$venv" && "$venv/bin/pip" install --quiet 'matplotlib>=3.8,<4'; }
-"$venv/bin/python" hack/bench/report.py target/bench/results.json docs/performance.svg >target/bench/table.md
+# a partial run (some phases, some kinds) charts into target/bench: docs/performance.svg shows full runs only
+chart=docs/performance.svg
+[[ -n ${BENCH_PHASES:-}${BENCH_KINDS:-}${BENCH_VARIANTS:-} ]] && chart=target/bench/performance.svg
+"$venv/bin/python" hack/bench/report.py target/bench/results.json "$chart" >target/bench/table.md
 cat target/bench/table.md
