@@ -70,10 +70,10 @@ def main():
         for (n, label), r in sorted(last.items()):
             p(f"- N={n}, {NAMES[label]}: {verbs(r)}")
         p("\n### Ratios (podtask ÷ Job controller, completion rate, pairs of neighbouring runs)\n")
-        p("| N | vs defaults | vs equal budget |")
-        p("|---|---|---|")
-        for n in sorted({r["n"] for r in tp}):
-            rs = [r for r in tp if r["n"] == n]
+        p("| N | machine | vs defaults | vs equal budget |")
+        p("|---|---|---|---|")
+        for (n, variant) in sorted({(r["n"], r.get("variant", "quiet")) for r in tp}):
+            rs = [r for r in tp if r["n"] == n and r.get("variant", "quiet") == variant]
             row = []
             for label in ("job-defaults", "job-equal"):
                 ratios = []
@@ -83,7 +83,7 @@ def main():
                     if pt and jb:
                         ratios.append(statistics.mean(pt) / jb[0])
                 row.append(", ".join(f"{x:.2f}×" for x in ratios) or "–")
-            p(f"| {n} | {row[0]} | {row[1]} |")
+            p(f"| {n} | {variant} | {row[0]} | {row[1]} |")
         p("\n### API server + etcd CPU per task (podtask ÷ Job controller at the equal budget, neighbouring runs)\n")
         p("| N | machine | podtask (ms/task) | Job controller (ms/task) | ratio |")
         p("|---|---|---|---|---|")

@@ -32,7 +32,7 @@ export PODTASK_KWOK_NODES=12 # 12,000 pod slots
 export PODTASK_SCHEDULER_EXTRA_ARGS="--kube-api-qps=5000 --kube-api-burst=5000"
 # and kwok moving 64 pods through their stages at once rather than 4 (hack/bench/kwok-config.yaml)
 export PODTASK_KWOK_CONFIGS=$PWD/hack/kwok/node-stages.yaml,$PWD/hack/kwok/stages.yaml,$PWD/hack/bench/kwok-config.yaml
-export PODTASK_APISERVER_EXTRA_ARGS="--audit-policy-file=$PWD/hack/bench/audit-policy.yaml --audit-log-path=$PODTASK_CLUSTER_DIR/logs/audit.log --audit-log-mode=batch --audit-log-batch-max-wait=1s ${BENCH_APISERVER_ARGS:-}"
+export PODTASK_APISERVER_EXTRA_ARGS="--audit-policy-file=$PWD/hack/bench/audit-policy.yaml --audit-log-path=$PODTASK_CLUSTER_DIR/logs/audit.log --audit-log-maxsize=0 --audit-log-mode=batch --audit-log-batch-max-wait=1s ${BENCH_APISERVER_ARGS:-}"
 export PODTASK_KCM_EXTRA_ARGS=""
 if ((quick)); then
 	args=(--sizes "${sizes[@]:-100}" --repeats "${BENCH_REPEATS:-1}" --burst 100 --spread 100 --spread-seconds 30 --scale ${BENCH_SCALE:-100 300})
@@ -42,7 +42,7 @@ fi
 cargo build --quiet --release --bin podtask
 mkdir -p target/bench
 hack/cluster.sh down >/dev/null 2>&1
-rm -f "$PODTASK_CLUSTER_DIR"/logs/audit*.log # and the API server's rotated ones (100 MB each)
+rm -f "$PODTASK_CLUSTER_DIR"/logs/audit*.log # one file, never rotated: a run's counts read it from an offset
 hack/cluster.sh up >/dev/null
 ((keep)) || trap 'hack/cluster.sh down >/dev/null 2>&1' EXIT
 export KUBECONFIG=$PODTASK_CLUSTER_DIR/kubeconfig
