@@ -76,6 +76,9 @@ cgroupRoot: $CGROUP_ROOT
 failCgroupV1: false
 failSwapOn: false
 serializeImagePulls: false
+# no kubelet-side pull limit (default 5 per second, burst 10): the tests pull from a registry that fails on demand,
+# many at once, and must see the registry's own answer, not the kubelet's "pull QPS exceeded"
+registryPullQPS: 0
 resolvConf: ""
 clusterDomain: cluster.local
 maxPods: 50
