@@ -159,15 +159,13 @@ def coll(kind, ns):
 def bare_pod(name):
     """The pod a task of `podtask(name)` or `job(name)` runs, created by a client of its own (the floor below any
     controller: the scheduler and kwok move it all the same)."""
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **template("succeed")["metadata"]},
-            "spec": template("succeed")["spec"]}
+    pod = template("succeed")
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **pod["metadata"]}, "spec": pod["spec"]}
 
 
 def is_done(kind, obj):
     st = obj.get("status") or {}
-    if kind == "pod":
-        return st.get("phase") in ("Succeeded", "Failed")
-    if kind == "podtask":
+    if kind in ("pod", "podtask"):
         return st.get("phase") in ("Succeeded", "Failed")
     return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in st.get("conditions") or [])
 
